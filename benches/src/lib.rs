@@ -1,0 +1,1 @@
+//! Benchmarks for smux-rs live in `benches/`.

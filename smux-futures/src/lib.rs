@@ -1,0 +1,5 @@
+//! Placeholder: the smux-futures adapter lands with issue 3.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub use smux_proto as proto;

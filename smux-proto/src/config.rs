@@ -1,0 +1,239 @@
+//! Session configuration, with Go smux's defaults and validation rules.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::frame::{Version, MAX_PAYLOAD_LEN};
+
+/// Go's `DefaultConfig().KeepAliveInterval`.
+pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Go's `DefaultConfig().KeepAliveTimeout`.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Go's `DefaultConfig().MaxFrameSize`.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 32 * 1024;
+/// Go's `DefaultConfig().MaxReceiveBuffer`.
+pub const DEFAULT_MAX_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+/// Go's `DefaultConfig().MaxStreamBuffer`.
+pub const DEFAULT_MAX_STREAM_BUFFER: usize = 64 * 1024;
+/// Go queues at most 1024 unaccepted streams (`defaultAcceptBacklog`); so do we, but refuse
+/// the excess instead of stalling the connection.
+pub const DEFAULT_ACCEPT_BACKLOG: usize = 1024;
+/// Default limit on streams open at once, both directions together. Go has none.
+pub const DEFAULT_MAX_STREAMS: usize = 65_536;
+/// Default bound on data written by the application and not yet framed, whole session.
+pub const DEFAULT_MAX_SEND_BUFFER: usize = 4 * 1024 * 1024;
+/// Default bound on data written by the application and not yet framed, per stream.
+pub const DEFAULT_MAX_STREAM_SEND_BUFFER: usize = 256 * 1024;
+
+/// How a session behaves. Start from [`Config::default`] (Go's defaults) and change fields;
+/// [`Config::validate`] is checked when a session is created.
+///
+/// ```
+/// use std::time::Duration;
+/// use smux_proto::{Config, Version};
+///
+/// let config = Config {
+///     version: Version::V2,
+///     keep_alive_interval: Duration::from_secs(5),
+///     ..Config::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Protocol version; both ends must agree. Default: [`Version::V1`].
+    pub version: Version,
+    /// Turns keepalive off: no NOP is sent and silence never times out. Default: `false`.
+    pub keep_alive_disabled: bool,
+    /// How often a NOP is sent. Default: 10 s.
+    pub keep_alive_interval: Duration,
+    /// The session fails when nothing at all arrived for this long. Default: 30 s.
+    pub keep_alive_timeout: Duration,
+    /// The largest PSH payload this side sends, 1..=65535. Default: 32768. Any size up to 65535
+    /// is accepted from the peer.
+    pub max_frame_size: usize,
+    /// Bytes received and not yet read, all streams together, before the session stops reading
+    /// input ([`Session::wants_read`](crate::Session::wants_read)). Default: 4 MiB.
+    pub max_receive_buffer: usize,
+    /// Version 2: the per-stream window advertised to the peer. Default: 64 KiB.
+    pub max_stream_buffer: usize,
+    /// Bytes written and not yet framed, all streams together. Default: 4 MiB.
+    pub max_send_buffer: usize,
+    /// Bytes written and not yet framed, per stream. Default: 256 KiB.
+    pub max_stream_send_buffer: usize,
+    /// Streams opened by the peer and not yet accepted; a SYN beyond it is refused with FIN.
+    /// Default: 1024.
+    pub accept_backlog: usize,
+    /// Streams open at once, both directions; a SYN beyond it is refused with FIN and
+    /// [`Session::open_stream`](crate::Session::open_stream) fails. Default: 65536.
+    pub max_streams: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: Version::V1,
+            keep_alive_disabled: false,
+            keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_receive_buffer: DEFAULT_MAX_RECEIVE_BUFFER,
+            max_stream_buffer: DEFAULT_MAX_STREAM_BUFFER,
+            max_send_buffer: DEFAULT_MAX_SEND_BUFFER,
+            max_stream_send_buffer: DEFAULT_MAX_STREAM_SEND_BUFFER,
+            accept_backlog: DEFAULT_ACCEPT_BACKLOG,
+            max_streams: DEFAULT_MAX_STREAMS,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the rules of Go's `VerifyConfig`, plus this crate's own limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.keep_alive_disabled {
+            if self.keep_alive_interval.is_zero() {
+                return Err(ConfigError::ZeroKeepAliveInterval);
+            }
+            if self.keep_alive_timeout < self.keep_alive_interval {
+                return Err(ConfigError::KeepAliveTimeoutBelowInterval {
+                    timeout: self.keep_alive_timeout,
+                    interval: self.keep_alive_interval,
+                });
+            }
+        }
+        if self.max_frame_size == 0 || self.max_frame_size > MAX_PAYLOAD_LEN {
+            return Err(ConfigError::MaxFrameSizeOutOfRange(self.max_frame_size));
+        }
+        if self.max_receive_buffer == 0 {
+            return Err(ConfigError::Zero("max_receive_buffer"));
+        }
+        if self.max_stream_buffer == 0 {
+            return Err(ConfigError::Zero("max_stream_buffer"));
+        }
+        if self.max_stream_buffer > self.max_receive_buffer {
+            return Err(ConfigError::StreamBufferAboveReceiveBuffer {
+                stream: self.max_stream_buffer,
+                session: self.max_receive_buffer,
+            });
+        }
+        if self.max_stream_buffer > i32::MAX as usize {
+            return Err(ConfigError::StreamBufferTooLarge(self.max_stream_buffer));
+        }
+        if self.max_send_buffer == 0 {
+            return Err(ConfigError::Zero("max_send_buffer"));
+        }
+        if self.max_stream_send_buffer == 0 {
+            return Err(ConfigError::Zero("max_stream_send_buffer"));
+        }
+        if self.max_stream_send_buffer > self.max_send_buffer {
+            return Err(ConfigError::StreamSendBufferAboveSendBuffer {
+                stream: self.max_stream_send_buffer,
+                session: self.max_send_buffer,
+            });
+        }
+        if self.max_streams == 0 {
+            return Err(ConfigError::Zero("max_streams"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_gos_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.version, Version::V1);
+        assert!(!c.keep_alive_disabled);
+        assert_eq!(c.keep_alive_interval, Duration::from_secs(10));
+        assert_eq!(c.keep_alive_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_frame_size, 32768);
+        assert_eq!(c.max_receive_buffer, 4_194_304);
+        assert_eq!(c.max_stream_buffer, 65_536);
+        assert_eq!(c.accept_backlog, 1024);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn keep_alive_rules_apply_only_when_enabled() {
+        let c = Config {
+            keep_alive_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::ZeroKeepAliveInterval));
+        let c = Config {
+            keep_alive_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::KeepAliveTimeoutBelowInterval { .. })
+        ));
+        let c = Config {
+            keep_alive_disabled: true,
+            keep_alive_interval: Duration::ZERO,
+            keep_alive_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn frame_size_must_fit_in_the_length_field() {
+        for bad in [0, 65_536] {
+            let c = Config {
+                max_frame_size: bad,
+                ..Config::default()
+            };
+            assert_eq!(c.validate(), Err(ConfigError::MaxFrameSizeOutOfRange(bad)));
+        }
+        let c = Config {
+            max_frame_size: 65_535,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn buffers_must_be_positive_and_nested() {
+        let c = Config {
+            max_receive_buffer: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::Zero("max_receive_buffer")));
+        let c = Config {
+            max_stream_buffer: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::Zero("max_stream_buffer")));
+        let c = Config {
+            max_stream_buffer: 8 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::StreamBufferAboveReceiveBuffer { .. })
+        ));
+        let c = Config {
+            max_receive_buffer: usize::MAX,
+            max_stream_buffer: 1 << 31,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::StreamBufferTooLarge(1 << 31)));
+        let c = Config {
+            max_stream_send_buffer: 8 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::StreamSendBufferAboveSendBuffer { .. })
+        ));
+        let c = Config {
+            max_streams: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::Zero("max_streams")));
+    }
+}

@@ -1,0 +1,176 @@
+//! A sans-IO implementation of the smux stream multiplexing protocol, wire-compatible with Go's
+//! [xtaci/smux](https://github.com/xtaci/smux) (versions 1 and 2).
+//!
+//! smux carries many ordered byte streams over one reliable connection. This crate is only the
+//! protocol: it never touches a socket, a clock, a thread or an async runtime. You feed it
+//! bytes and time, it tells you what to send and what happened. That makes it easy to embed in
+//! any event loop, and to test and fuzz deterministically. `smux-futures`, `smux-tokio` and
+//! `smux-smol` drive it for you over async transports.
+//!
+//! # The driving contract
+//!
+//! One [`Session`] is one end of one connection ([`Side::Client`] opens odd stream ids,
+//! [`Side::Server`] even ones). Its methods fall into four groups:
+//!
+//! - **Inputs**: [`handle_input`](Session::handle_input) with the bytes the transport
+//!   delivered (in any fragmentation; the call takes complete frames off the front of your
+//!   buffer and leaves the rest), [`handle_eof`](Session::handle_eof) when the transport has no
+//!   more, [`handle_timeout`](Session::handle_timeout) with the current time,
+//!   [`handle_transport_error`](Session::handle_transport_error) when the transport fails.
+//! - **Commands**: [`open_stream`](Session::open_stream),
+//!   [`accept_stream`](Session::accept_stream), [`write`](Session::write) /
+//!   [`write_chunk`](Session::write_chunk), [`read`](Session::read) /
+//!   [`read_chunk`](Session::read_chunk), [`finish`](Session::finish) (half-close: FIN after
+//!   the data written), [`release_stream`](Session::release_stream) (the handle is gone),
+//!   [`close`](Session::close) (graceful).
+//! - **Outputs**: [`poll_transmit`](Session::poll_transmit) then
+//!   [`transmitted`](Session::transmitted) (bytes to write, as slices for vectored writes;
+//!   partial writes are fine), [`poll_event`](Session::poll_event) (streams opened by the peer,
+//!   readable, writable, session closed), [`poll_timeout`](Session::poll_timeout) (when to call
+//!   `handle_timeout` next).
+//! - **Getters**: [`wants_read`](Session::wants_read) (backpressure: stop reading the
+//!   transport while false), [`wants_write`](Session::wants_write), [`stats`](Session::stats),
+//!   [`error`](Session::error) and friends.
+//!
+//! After any input or command, in this order:
+//! 1. write out everything [`poll_transmit`](Session::poll_transmit) gives (or as much as the
+//!    transport takes now, and the rest later),
+//! 2. drain [`poll_event`](Session::poll_event),
+//! 3. wait until the transport is readable (if [`wants_read`](Session::wants_read)), writable
+//!    (if anything is left to send), or [`poll_timeout`](Session::poll_timeout) passes,
+//!    whichever comes first.
+//!
+//! Errors from the peer are fatal and sticky: the session ends with a typed [`Error`], every
+//! later call reports it, and you close the transport. Data already received stays readable.
+//!
+//! # Example: a blocking loop over TCP
+//!
+//! ```
+//! use std::io::{IoSlice, Read, Write};
+//! use std::net::{TcpListener, TcpStream};
+//! use std::time::{Duration, Instant};
+//!
+//! use bytes::BytesMut;
+//! use smux_proto::{Config, Error, Event, ReadError, Session, Side};
+//!
+//! /// One turn of a plain blocking event loop: send what is pending, wait for input (at most
+//! /// until the next timer), feed it to the session, run the timers.
+//! fn turn(sock: &mut TcpStream, session: &mut Session, buf: &mut BytesMut) -> Result<(), Error> {
+//!     loop {
+//!         let mut slices = [IoSlice::new(&[]); 64];
+//!         let n = session.poll_transmit(&mut slices);
+//!         if n == 0 {
+//!             break;
+//!         }
+//!         let written = sock.write_vectored(&slices[..n]).expect("write");
+//!         session.transmitted(written);
+//!     }
+//!     if let Some(e) = session.error() {
+//!         return Err(e.clone());
+//!     }
+//!     let now = Instant::now();
+//!     let wait = session.poll_timeout().map_or(Duration::from_secs(1), |t| t - now.min(t));
+//!     sock.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).unwrap();
+//!     let mut chunk = [0u8; 16 * 1024];
+//!     match sock.read(&mut chunk) {
+//!         Ok(0) => session.handle_eof(Instant::now(), buf)?,
+//!         Ok(n) => {
+//!             buf.extend_from_slice(&chunk[..n]);
+//!             session.handle_input(Instant::now(), buf)?;
+//!         }
+//!         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+//!             || e.kind() == std::io::ErrorKind::TimedOut => {}
+//!         Err(e) => session.handle_transport_error(e),
+//!     }
+//!     session.handle_timeout(Instant::now());
+//!     Ok(())
+//! }
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let addr = listener.local_addr().unwrap();
+//!
+//! // Server: accept streams and echo them back in upper case.
+//! let server = std::thread::spawn(move || {
+//!     let (mut sock, _) = listener.accept().unwrap();
+//!     let mut session = Session::new(Side::Server, Config::default(), Instant::now()).unwrap();
+//!     let mut buf = BytesMut::new();
+//!     let mut echoed = 0;
+//!     while turn(&mut sock, &mut session, &mut buf).is_ok() {
+//!         while let Some(event) = session.poll_event() {
+//!             if let Event::StreamOpened { .. } = event {
+//!                 let id = session.accept_stream().unwrap();
+//!                 let mut data = [0u8; 64];
+//!                 // The SYN and the data arrived together in this small example.
+//!                 let n = session.read(id, &mut data).unwrap();
+//!                 session.write(id, &data[..n].to_ascii_uppercase()).unwrap();
+//!                 session.finish(id).unwrap();
+//!                 session.release_stream(id);
+//!                 echoed += n;
+//!             }
+//!         }
+//!     }
+//!     echoed
+//! });
+//!
+//! // Client: open a stream, send a line, half-close, read the answer to the end.
+//! let mut sock = TcpStream::connect(addr).unwrap();
+//! let mut session = Session::new(Side::Client, Config::default(), Instant::now()).unwrap();
+//! let mut buf = BytesMut::new();
+//! let id = session.open_stream().unwrap();
+//! session.write(id, b"hello smux").unwrap();
+//! session.finish(id).unwrap();
+//! let mut answer = Vec::new();
+//! loop {
+//!     turn(&mut sock, &mut session, &mut buf).unwrap();
+//!     let mut chunk = [0u8; 64];
+//!     match session.read(id, &mut chunk) {
+//!         Ok(0) => break, // the server's FIN: end of stream
+//!         Ok(n) => answer.extend_from_slice(&chunk[..n]),
+//!         Err(ReadError::Blocked) => {}
+//!         Err(e) => panic!("{e}"),
+//!     }
+//! }
+//! assert_eq!(answer, b"HELLO SMUX");
+//! drop(sock); // the server sees the connection end
+//! assert_eq!(server.join().unwrap(), 10);
+//! ```
+//!
+//! # Guarantees
+//!
+//! - Memory is bounded by the [`Config`] whatever the peer sends: unread data by
+//!   `max_receive_buffer` (plus one frame), unsent data by `max_send_buffer`, streams by
+//!   `max_streams`, the accept backlog by `accept_backlog`, queued control frames by a fixed
+//!   limit (beyond it [`wants_read`](Session::wants_read) pauses input).
+//! - No input makes the session panic; invalid input ends it with [`ProtocolViolation`].
+//! - Data of one stream is never reordered, and its FIN follows its data. Control frames are
+//!   never queued behind more than a few hundred KiB of data.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod config;
+mod error;
+mod event;
+pub mod frame;
+mod outbox;
+mod schedule;
+mod session;
+mod stream;
+mod stream_id;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    Config, DEFAULT_ACCEPT_BACKLOG, DEFAULT_KEEP_ALIVE_INTERVAL, DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_RECEIVE_BUFFER, DEFAULT_MAX_SEND_BUFFER,
+    DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAM_BUFFER, DEFAULT_MAX_STREAM_SEND_BUFFER,
+};
+pub use error::{ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError};
+pub use event::{Event, Stats};
+pub use frame::{Cmd, Frame, FrameDecoder, Header, Version};
+pub use session::Session;
+pub use stream_id::{Side, StreamId};
+pub use window::INITIAL_PEER_WINDOW;

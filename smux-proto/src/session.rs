@@ -1,0 +1,903 @@
+//! The session: one connection's protocol state, driven by the caller.
+//!
+//! Reading top to bottom: construction and getters; inputs (`handle_input`, `handle_eof`,
+//! `handle_timeout`, `handle_transport_error`); stream commands (open, accept, read, write,
+//! finish, release, close); outputs (`poll_transmit`, `poll_event`, `poll_timeout`); and the
+//! private machinery behind them (frame handling, scheduling, flow control, closing).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::Config;
+use crate::error::{Error, OpenError, ProtocolViolation, ReadError, WriteError};
+use crate::event::{Event, Stats};
+use crate::frame::{Cmd, Frame, FrameDecoder, Version};
+use crate::schedule::ReadyQueue;
+use crate::stream::{Stream, WriteHalf};
+use crate::stream_id::{Side, StreamId, StreamIdAllocator};
+use crate::window::INITIAL_PEER_WINDOW;
+
+/// Frames are moved from stream queues into the transmit queue until it holds this much, so a
+/// burst of data never delays a control frame by more than this.
+const TRANSMIT_TARGET: usize = 256 * 1024;
+
+/// Control frames waiting (refusal FINs above all) before the session stops reading input: a
+/// peer that floods SYNs and never reads our answers gets backpressure, not our memory.
+const CONTROL_QUEUE_LIMIT: usize = 4096;
+
+/// How long a version 2 stream waits for window after the peer's FIN when keepalive, whose
+/// timeout is used otherwise, is disabled (Go's default keepalive timeout).
+const STALL_TIMEOUT_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A control frame waiting to be emitted ahead of data.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Syn(StreamId),
+    Fin(StreamId),
+    /// Carries the stream's latest consumed count when emitted.
+    Upd(StreamId),
+    Nop,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Open,
+    /// `close` was called: streams are finishing and the transmit queue draining.
+    Closing,
+    Closed(Error),
+}
+
+/// The protocol state of one smux connection, client or server side.
+///
+/// See the [crate documentation](crate) for the driving contract.
+#[derive(Debug)]
+pub struct Session {
+    side: Side,
+    config: Config,
+    decoder: FrameDecoder,
+    state: State,
+    ids: StreamIdAllocator,
+    streams: HashMap<StreamId, Stream>,
+    /// Peer-opened streams not accepted yet.
+    backlog: VecDeque<StreamId>,
+    events: VecDeque<Event>,
+    control: VecDeque<Control>,
+    nop_queued: bool,
+    ready: ReadyQueue,
+    outbox: crate::outbox::Outbox,
+    /// Unread bytes of all streams (the receive budget in use).
+    recv_buffered: usize,
+    /// Written, unframed bytes of all streams.
+    send_buffered: usize,
+    /// Streams whose writes were refused because the session send budget was full.
+    send_waiters: Vec<StreamId>,
+    /// End of input was reported; the session ends once the input buffer is used up.
+    input_ended: bool,
+    /// Reading was paused (budget used up): the keepalive timeout does not run meanwhile.
+    input_paused: bool,
+    now: Instant,
+    last_input: Instant,
+    next_keepalive: Instant,
+    /// Version 2 streams waiting for window after the peer's FIN, in deadline order.
+    stall_deadlines: VecDeque<(Instant, StreamId)>,
+    stats: Stats,
+}
+
+impl Session {
+    /// A session for one end of a connection, starting at `now`.
+    pub fn new(side: Side, config: Config, now: Instant) -> Result<Session, crate::ConfigError> {
+        config.validate()?;
+        Ok(Session {
+            side,
+            decoder: FrameDecoder::new(config.version),
+            outbox: crate::outbox::Outbox::new(config.version),
+            next_keepalive: now + config.keep_alive_interval,
+            config,
+            state: State::Open,
+            ids: StreamIdAllocator::new(side),
+            streams: HashMap::new(),
+            backlog: VecDeque::new(),
+            events: VecDeque::new(),
+            control: VecDeque::new(),
+            nop_queued: false,
+            ready: ReadyQueue::default(),
+            recv_buffered: 0,
+            send_buffered: 0,
+            send_waiters: Vec::new(),
+            input_ended: false,
+            input_paused: false,
+            now,
+            last_input: now,
+            stall_deadlines: VecDeque::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Getters
+
+    /// Which end this session is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Streams the session tracks: open, waiting in the backlog, or released and still sending.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Unread bytes buffered across all streams.
+    pub fn buffered_input(&self) -> usize {
+        self.recv_buffered
+    }
+
+    /// Written bytes not yet framed, across all streams.
+    pub fn buffered_output(&self) -> usize {
+        self.send_buffered
+    }
+
+    /// Why the session ended, once it has.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.state {
+            State::Closed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True once the session has ended (failed, or finished closing).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// True once [`close`](Self::close) was called or the session ended.
+    pub fn is_closing(&self) -> bool {
+        !matches!(self.state, State::Open)
+    }
+
+    /// Whether the caller should read more input and pass it to
+    /// [`handle_input`](Self::handle_input). False while the receive budget is used up (until
+    /// the application reads), while too many control frames wait to be sent (until the
+    /// transport accepts them), and after the session ended.
+    pub fn wants_read(&self) -> bool {
+        !self.is_closed()
+            && self.recv_buffered < self.config.max_receive_buffer
+            && self.control.len() < CONTROL_QUEUE_LIMIT
+    }
+
+    /// Whether [`poll_transmit`](Self::poll_transmit) has bytes to give.
+    pub fn wants_write(&self) -> bool {
+        !self.outbox.is_empty() || !self.control.is_empty() || self.nop_queued || !self.ready.is_empty()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inputs
+
+    /// Takes every complete frame from the front of `buf` and acts on it. Payloads are split
+    /// off without copying. Stops early, leaving frames in `buf`, when
+    /// [`wants_read`](Self::wants_read) turns false; call again once it is true.
+    ///
+    /// An `Err` means the session has ended (it is also reported as [`Event::Closed`]).
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), Error> {
+        self.observe_time(now);
+        if let State::Closed(e) = &self.state {
+            return Err(e.clone());
+        }
+        loop {
+            if !self.wants_read() {
+                self.input_paused = true;
+                return Ok(());
+            }
+            let before = buf.len();
+            let frame = match self.decoder.decode(buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(violation) => return Err(self.fail(violation.into())),
+            };
+            self.stats.frames_in += 1;
+            self.stats.bytes_in += (before - buf.len()) as u64;
+            self.last_input = now;
+            if let Err(violation) = self.handle_frame(frame) {
+                return Err(self.fail(violation.into()));
+            }
+        }
+        if self.input_ended {
+            let error = if buf.is_empty() {
+                Error::PeerClosed
+            } else {
+                Error::TruncatedFrame {
+                    received: buf.len(),
+                }
+            };
+            return Err(self.fail(error));
+        }
+        Ok(())
+    }
+
+    /// Reports the end of input: the transport will deliver nothing more. `buf` holds what
+    /// [`handle_input`](Self::handle_input) has not consumed yet. Complete frames in it are
+    /// still processed (now, or by later `handle_input` calls if reading is paused); then the
+    /// session ends with [`Error::PeerClosed`], or [`Error::TruncatedFrame`] if a partial frame
+    /// remains.
+    pub fn handle_eof(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), Error> {
+        self.input_ended = true;
+        self.handle_input(now, buf)
+    }
+
+    /// Ends the session because the transport failed.
+    pub fn handle_transport_error(&mut self, error: io::Error) {
+        self.fail(Error::Transport(Arc::new(error)));
+    }
+
+    /// Advances time: sends keepalives, enforces the keepalive timeout and fails version 2
+    /// writes stalled after the peer's FIN. Call it when [`poll_timeout`](Self::poll_timeout)
+    /// is reached (calling it early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe_time(now);
+        if self.is_closed() {
+            return;
+        }
+        if !self.config.keep_alive_disabled {
+            if now >= self.next_keepalive {
+                if !self.nop_queued {
+                    self.nop_queued = true;
+                }
+                self.next_keepalive = now + self.config.keep_alive_interval;
+            }
+            if !self.input_paused && now >= self.last_input + self.config.keep_alive_timeout {
+                self.fail(Error::KeepAliveTimeout(self.config.keep_alive_timeout));
+                return;
+            }
+        }
+        while let Some(&(deadline, id)) = self.stall_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.stall_deadlines.pop_front();
+            self.expire_stall(id, deadline);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Stream commands
+
+    /// Opens a stream. Its SYN is queued at once; data can be written immediately.
+    pub fn open_stream(&mut self) -> Result<StreamId, OpenError> {
+        match &self.state {
+            State::Open => {}
+            State::Closing => return Err(OpenError::SessionClosed(Error::LocallyClosed)),
+            State::Closed(e) => return Err(OpenError::SessionClosed(e.clone())),
+        }
+        if self.streams.len() >= self.config.max_streams {
+            return Err(OpenError::TooManyStreams {
+                limit: self.config.max_streams,
+            });
+        }
+        // Skip ids a misbehaving peer may already have opened with our parity.
+        let id = loop {
+            let id = self.ids.next().ok_or(OpenError::GoAway)?;
+            if !self.streams.contains_key(&id) {
+                break id;
+            }
+        };
+        let mut stream = Stream::new(self.config.max_stream_buffer);
+        stream.read_blocked = true;
+        self.streams.insert(id, stream);
+        self.control.push_back(Control::Syn(id));
+        self.stats.streams_opened += 1;
+        Ok(id)
+    }
+
+    /// The next stream the peer opened, if one waits in the backlog.
+    pub fn accept_stream(&mut self) -> Option<StreamId> {
+        if !matches!(self.state, State::Open) {
+            return None;
+        }
+        let id = self.backlog.pop_front()?;
+        self.stats.streams_accepted += 1;
+        Some(id)
+    }
+
+    /// Copies received data into `buf`.
+    ///
+    /// `Ok(0)` (with a non-empty `buf`) means the peer finished the stream and everything was
+    /// read. [`ReadError::Blocked`] means nothing is buffered yet; a
+    /// [`Event::StreamReadable`] follows when something is.
+    pub fn read(&mut self, stream_id: StreamId, buf: &mut [u8]) -> Result<usize, ReadError> {
+        let stream = self.readable_stream(stream_id)?;
+        if stream.recv_len() > 0 && !buf.is_empty() {
+            let n = stream.read_into(buf);
+            self.on_consumed(stream_id, n);
+            return Ok(n);
+        }
+        self.read_end(stream_id).map(|()| 0)
+    }
+
+    /// Takes up to `max` received bytes without copying. `Ok(None)` means the peer finished the
+    /// stream and everything was read; errors as [`read`](Self::read).
+    pub fn read_chunk(&mut self, stream_id: StreamId, max: usize) -> Result<Option<Bytes>, ReadError> {
+        let stream = self.readable_stream(stream_id)?;
+        if max > 0 {
+            if let Some(chunk) = stream.read_chunk(max) {
+                self.on_consumed(stream_id, chunk.len());
+                return Ok(Some(chunk));
+            }
+        }
+        self.read_end(stream_id).map(|()| None)
+    }
+
+    /// Copies as much of `data` as the send buffers take; returns the count.
+    ///
+    /// [`WriteError::Blocked`] means no room; a [`Event::StreamWritable`] follows when there
+    /// is. Writing an empty slice returns `Ok(0)`.
+    pub fn write(&mut self, stream_id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        let n = self.write_room(stream_id, data.len())?;
+        if n > 0 {
+            self.enqueue(stream_id, Bytes::copy_from_slice(&data[..n]));
+        }
+        Ok(n)
+    }
+
+    /// Like [`write`](Self::write) without copying: takes a prefix of `data` (a cheap slice of
+    /// it) and returns its length; the caller keeps the rest.
+    pub fn write_chunk(&mut self, stream_id: StreamId, data: &Bytes) -> Result<usize, WriteError> {
+        let n = self.write_room(stream_id, data.len())?;
+        if n > 0 {
+            self.enqueue(stream_id, data.slice(..n));
+        }
+        Ok(n)
+    }
+
+    /// Whether everything written to the stream has been framed into the transmit queue. If
+    /// not, a [`Event::StreamWritable`] follows when it has (or when it never can be).
+    pub fn is_flushed(&mut self, stream_id: StreamId) -> Result<bool, WriteError> {
+        let stream = self.live_stream(stream_id)?;
+        if stream.peer_stopped_reading {
+            return Err(WriteError::PeerStoppedReading(stream_id));
+        }
+        if stream.send_len() == 0 {
+            return Ok(true);
+        }
+        stream.flush_wanted = true;
+        match &self.state {
+            State::Closed(e) => Err(WriteError::SessionClosed(e.clone())),
+            _ => Ok(false),
+        }
+    }
+
+    /// Half-closes the stream: FIN is sent after the data already written, and reading goes on
+    /// until the peer's FIN. Calling it again does nothing.
+    pub fn finish(&mut self, stream_id: StreamId) -> Result<(), WriteError> {
+        if let State::Closed(e) = &self.state {
+            return Err(WriteError::SessionClosed(e.clone()));
+        }
+        self.live_stream(stream_id)?;
+        self.finish_stream(stream_id);
+        Ok(())
+    }
+
+    /// The application no longer uses the stream: unread data is dropped, data already written
+    /// is still sent and followed by FIN, and the id is forgotten after that. Unknown ids are
+    /// ignored.
+    pub fn release_stream(&mut self, stream_id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&stream_id) else {
+            return;
+        };
+        if stream.released {
+            return;
+        }
+        stream.released = true;
+        let dropped = stream.discard_recv();
+        self.recv_buffered -= dropped;
+        if !self.is_closed() {
+            self.finish_stream(stream_id);
+        }
+        self.reap(stream_id);
+    }
+
+    /// Closes the session gracefully: no new streams, every stream is finished after its data,
+    /// and once everything is handed to the transport the session ends with
+    /// [`Error::LocallyClosed`] (reported as [`Event::Closed`]); then close the transport.
+    /// Data already received stays readable.
+    pub fn close(&mut self) {
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        self.state = State::Closing;
+        for id in std::mem::take(&mut self.backlog) {
+            self.release_stream(id);
+        }
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.finish_stream(id);
+        }
+        self.check_close_complete();
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Outputs
+
+    /// Fills `dst` with the next bytes to write to the transport, in order, as slices for one
+    /// vectored write; returns how many slots were used (0: nothing to send). After writing,
+    /// report how many bytes the transport took with [`transmitted`](Self::transmitted).
+    pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        if !self.is_closed() {
+            self.fill_outbox();
+            if self.outbox.is_empty() {
+                self.check_close_complete();
+            }
+        }
+        self.outbox.fill(dst)
+    }
+
+    /// Records that the transport accepted the first `n` bytes given by
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn transmitted(&mut self, n: usize) {
+        self.outbox.advance(n);
+        self.stats.bytes_out += n as u64;
+        if self.outbox.is_empty() {
+            self.check_close_complete();
+        }
+    }
+
+    /// The next thing the application should know about.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
+        if !self.config.keep_alive_disabled {
+            next = min_instant(next, self.next_keepalive);
+            if !self.input_paused && self.wants_read() {
+                next = min_instant(next, self.last_input + self.config.keep_alive_timeout);
+            }
+        }
+        next
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Frame handling
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), ProtocolViolation> {
+        match frame {
+            Frame::Syn { stream_id } => self.on_syn(stream_id),
+            Frame::Fin { stream_id } => self.on_fin(stream_id),
+            Frame::Psh { stream_id, data } => return self.on_data(stream_id, data),
+            Frame::Nop { .. } => {}
+            Frame::Upd {
+                stream_id,
+                consumed,
+                window,
+            } => return self.on_window_update(stream_id, consumed, window),
+        }
+        Ok(())
+    }
+
+    fn on_syn(&mut self, id: StreamId) {
+        if self.streams.contains_key(&id) {
+            return; // Go ignores a SYN for an open stream.
+        }
+        if !matches!(self.state, State::Open)
+            || self.backlog.len() >= self.config.accept_backlog
+            || self.streams.len() >= self.config.max_streams
+        {
+            self.stats.streams_refused += 1;
+            self.control.push_back(Control::Fin(id));
+            return;
+        }
+        self.streams.insert(id, Stream::new(self.config.max_stream_buffer));
+        self.backlog.push_back(id);
+        self.events.push_back(Event::StreamOpened { stream_id: id });
+    }
+
+    fn on_fin(&mut self, id: StreamId) {
+        let now = self.now;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.fin_received {
+            return;
+        }
+        stream.fin_received = true;
+        self.notify_readable(id);
+        self.maybe_stall(id, now);
+        self.reap(id);
+    }
+
+    fn on_data(&mut self, id: StreamId, data: Bytes) -> Result<(), ProtocolViolation> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // Unknown stream: read and dropped, as Go does.
+        };
+        if stream.released || stream.fin_received {
+            return Ok(()); // Nobody will read it.
+        }
+        if self.config.version == Version::V2 {
+            // A Go peer sends up to its window guess (256 KiB) before our first UPD, then up
+            // to our advertised window: beyond both, the peer is broken.
+            let limit = self.config.max_stream_buffer.max(INITIAL_PEER_WINDOW as usize);
+            let buffered = stream.recv_len() + data.len();
+            if buffered > limit {
+                return Err(ProtocolViolation::WindowExceeded {
+                    stream_id: id,
+                    buffered,
+                    limit,
+                });
+            }
+        }
+        self.recv_buffered += data.len();
+        stream.push_recv(data);
+        self.notify_readable(id);
+        Ok(())
+    }
+
+    fn on_window_update(&mut self, id: StreamId, consumed: u32, window: u32) -> Result<(), ProtocolViolation> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        stream
+            .send_window
+            .on_update(consumed, window)
+            .map_err(|e| ProtocolViolation::ConsumedBeyondSent {
+                stream_id: id,
+                consumed: e.consumed,
+                sent: e.sent,
+            })?;
+        if stream.send_window.available() > 0 {
+            stream.stall_deadline = None;
+        }
+        self.schedule(id);
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Reading and flow control
+
+    fn readable_stream(&mut self, id: StreamId) -> Result<&mut Stream, ReadError> {
+        match self.streams.get_mut(&id) {
+            Some(s) if !s.released => Ok(s),
+            _ => Err(ReadError::UnknownStream(id)),
+        }
+    }
+
+    /// Nothing buffered: end of stream, session error, or wait.
+    fn read_end(&mut self, id: StreamId) -> Result<(), ReadError> {
+        let closed = match &self.state {
+            State::Closed(e) => Some(e.clone()),
+            _ => None,
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(ReadError::UnknownStream(id));
+        };
+        if stream.fin_received {
+            return Ok(());
+        }
+        if let Some(e) = closed {
+            return Err(ReadError::SessionClosed(e));
+        }
+        stream.read_blocked = true;
+        Err(ReadError::Blocked)
+    }
+
+    /// The application read `n` bytes of stream `id`: give the budget back and, in version 2,
+    /// owe the peer an UPD when Go would send one.
+    fn on_consumed(&mut self, id: StreamId, n: usize) {
+        self.recv_buffered -= n;
+        let closed = self.is_closed();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if self.config.version == Version::V2
+            && stream.recv_window.on_read(n).is_some()
+            && !stream.fin_received
+            && !stream.update_queued
+            && !closed
+        {
+            stream.update_queued = true;
+            self.control.push_back(Control::Upd(id));
+        }
+    }
+
+    fn notify_readable(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.read_blocked {
+                stream.read_blocked = false;
+                self.events.push_back(Event::StreamReadable { stream_id: id });
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Writing
+
+    fn live_stream(&mut self, id: StreamId) -> Result<&mut Stream, WriteError> {
+        match self.streams.get_mut(&id) {
+            Some(s) if !s.released => Ok(s),
+            _ => Err(WriteError::UnknownStream(id)),
+        }
+    }
+
+    /// How many of `len` bytes stream `id` may queue now.
+    fn write_room(&mut self, id: StreamId, len: usize) -> Result<usize, WriteError> {
+        match &self.state {
+            State::Open => {}
+            State::Closing => return Err(WriteError::SessionClosed(Error::LocallyClosed)),
+            State::Closed(e) => return Err(WriteError::SessionClosed(e.clone())),
+        }
+        let session_room = self.config.max_send_buffer - self.send_buffered;
+        let stream_cap = self.config.max_stream_send_buffer;
+        let stream = self.live_stream(id)?;
+        if stream.peer_stopped_reading {
+            return Err(WriteError::PeerStoppedReading(id));
+        }
+        if stream.write_half != WriteHalf::Open {
+            return Err(WriteError::Finished(id));
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let room = (stream_cap - stream.send_len()).min(session_room);
+        if room == 0 {
+            stream.write_blocked = true;
+            if session_room == 0 {
+                self.send_waiters.push(id);
+            }
+            return Err(WriteError::Blocked);
+        }
+        Ok(room.min(len))
+    }
+
+    fn enqueue(&mut self, id: StreamId, data: Bytes) {
+        self.send_buffered += data.len();
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.push_send(data);
+        }
+        self.schedule(id);
+    }
+
+    /// Queues the stream for the scheduler if it has data it may send now.
+    fn schedule(&mut self, id: StreamId) {
+        let v2 = self.config.version == Version::V2;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            let sendable = stream.send_len() > 0 && (!v2 || stream.send_window.available() > 0);
+            if sendable && !stream.scheduled {
+                stream.scheduled = true;
+                self.ready.push(id);
+            }
+        }
+    }
+
+    fn finish_stream(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.write_half == WriteHalf::Open {
+            stream.write_half = WriteHalf::FinAfterData;
+            self.fin_if_drained(id);
+        }
+    }
+
+    /// Queues the FIN of a finished stream once its data is all framed.
+    fn fin_if_drained(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.write_half == WriteHalf::FinAfterData && stream.send_len() == 0 {
+                stream.write_half = WriteHalf::FinQueued;
+                self.control.push_back(Control::Fin(id));
+            }
+        }
+    }
+
+    /// Moves control frames, then data frames in round-robin order, into the transmit queue.
+    fn fill_outbox(&mut self) {
+        self.drain_control();
+        let v2 = self.config.version == Version::V2;
+        while self.outbox.len() < TRANSMIT_TARGET {
+            let Some(id) = self.ready.pop() else {
+                break;
+            };
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.scheduled = false;
+            let mut limit = self.config.max_frame_size.min(stream.send_len());
+            if v2 {
+                limit = limit.min(stream.send_window.available());
+            }
+            if limit == 0 {
+                continue;
+            }
+            let payload = stream.take_send(limit);
+            if v2 {
+                stream.send_window.on_sent(payload.len());
+            }
+            self.send_buffered -= payload.len();
+            self.stats.frames_out += 1;
+            self.outbox.push_data(id, payload);
+            self.after_send_progress(id);
+            self.fin_if_drained(id);
+            self.schedule(id);
+            let now = self.now;
+            self.maybe_stall(id, now);
+            self.reap(id);
+        }
+        self.drain_control();
+    }
+
+    fn drain_control(&mut self) {
+        if self.nop_queued {
+            self.nop_queued = false;
+            self.control.push_back(Control::Nop);
+        }
+        while let Some(control) = self.control.pop_front() {
+            match control {
+                Control::Syn(id) => self.outbox.push_control(Cmd::Syn, id),
+                Control::Fin(id) => self.outbox.push_control(Cmd::Fin, id),
+                Control::Nop => self.outbox.push_control(Cmd::Nop, StreamId::new(0)),
+                Control::Upd(id) => {
+                    let Some(stream) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
+                    stream.update_queued = false;
+                    let consumed = stream.recv_window.consumed();
+                    self.outbox
+                        .push_update(id, consumed, self.config.max_stream_buffer as u32);
+                }
+            }
+            self.stats.frames_out += 1;
+        }
+    }
+
+    /// Stream `id` framed some data: wake writers and flushers that wait for room.
+    fn after_send_progress(&mut self, id: StreamId) {
+        let half_stream = self.config.max_stream_send_buffer / 2;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            let room_again = stream.write_blocked && stream.send_len() <= half_stream;
+            let flushed = stream.flush_wanted && stream.send_len() == 0;
+            if room_again || flushed {
+                stream.write_blocked &= !room_again;
+                stream.flush_wanted &= !flushed;
+                self.events.push_back(Event::StreamWritable { stream_id: id });
+            }
+        }
+        if !self.send_waiters.is_empty() && self.send_buffered <= self.config.max_send_buffer / 2 {
+            for waiter in std::mem::take(&mut self.send_waiters) {
+                if let Some(stream) = self.streams.get_mut(&waiter) {
+                    if stream.write_blocked {
+                        stream.write_blocked = false;
+                        self.events.push_back(Event::StreamWritable { stream_id: waiter });
+                    }
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Version 2 stalls after the peer's FIN
+
+    /// A version 2 stream whose peer sent FIN and whose window is shut may never get an UPD (a
+    /// Go peer forgets a stream when it closes it). Give it the keepalive timeout.
+    fn maybe_stall(&mut self, id: StreamId, now: Instant) {
+        if self.config.version != Version::V2 {
+            return;
+        }
+        let timeout = if self.config.keep_alive_disabled {
+            STALL_TIMEOUT_WITHOUT_KEEPALIVE
+        } else {
+            self.config.keep_alive_timeout
+        };
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.fin_received
+                && stream.send_len() > 0
+                && stream.send_window.available() == 0
+                && stream.stall_deadline.is_none()
+            {
+                let deadline = now + timeout;
+                stream.stall_deadline = Some(deadline);
+                self.stall_deadlines.push_back((deadline, id));
+            }
+        }
+    }
+
+    fn expire_stall(&mut self, id: StreamId, deadline: Instant) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.stall_deadline != Some(deadline) {
+            return; // The window opened meanwhile.
+        }
+        stream.stall_deadline = None;
+        stream.peer_stopped_reading = true;
+        let dropped = stream.discard_send();
+        self.send_buffered -= dropped;
+        self.events.push_back(Event::StreamWritable { stream_id: id });
+        self.fin_if_drained(id);
+        self.reap(id);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Lifetimes
+
+    /// Forgets a released stream once nothing of it is left to send.
+    fn reap(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.get(&id) {
+            if stream.released && stream.write_half == WriteHalf::FinQueued && stream.send_len() == 0 {
+                self.streams.remove(&id);
+            }
+        }
+    }
+
+    fn check_close_complete(&mut self) {
+        if !matches!(self.state, State::Closing) || !self.outbox.is_empty() || !self.control.is_empty() {
+            return;
+        }
+        let all_finished = self
+            .streams
+            .values()
+            .all(|s| s.write_half == WriteHalf::FinQueued && s.send_len() == 0);
+        if all_finished {
+            self.state = State::Closed(Error::LocallyClosed);
+            self.events.push_back(Event::Closed(Error::LocallyClosed));
+        }
+    }
+
+    /// Ends the session with `error` unless it already ended; returns the error in force.
+    fn fail(&mut self, error: Error) -> Error {
+        if let State::Closed(existing) = &self.state {
+            return existing.clone();
+        }
+        self.state = State::Closed(error.clone());
+        self.outbox.clear();
+        self.control.clear();
+        self.nop_queued = false;
+        self.ready.clear();
+        self.send_waiters.clear();
+        self.stall_deadlines.clear();
+        self.backlog.clear();
+        for stream in self.streams.values_mut() {
+            stream.discard_send();
+        }
+        self.send_buffered = 0;
+        self.events.push_back(Event::Closed(error.clone()));
+        error
+    }
+
+    /// Notes the time; while input is paused the keepalive timeout restarts from now.
+    fn observe_time(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+        if self.input_paused || !self.wants_read() {
+            self.last_input = self.last_input.max(now);
+        }
+        self.input_paused = !self.wants_read();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_last_stream_id(&mut self, last: u32) {
+        self.ids = StreamIdAllocator::starting_after(self.side, last);
+    }
+}
+
+fn min_instant(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}

@@ -1,0 +1,242 @@
+//! The state one stream keeps in the session: its receive buffer, its send queue, its windows
+//! and the flags that decide which events and control frames it owes.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::window::{RecvWindow, SendWindow};
+
+/// Chunks shorter than this are merged by copying when a frame is cut from the send queue, so
+/// many tiny writes do not become many tiny frames.
+const COALESCE_BELOW: usize = 4096;
+
+/// Where the write half is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteHalf {
+    /// Writes are accepted.
+    Open,
+    /// Finished by the application; FIN goes out once the send queue is empty.
+    FinAfterData,
+    /// FIN handed to the control queue. Nothing more will be sent.
+    FinQueued,
+}
+
+#[derive(Debug)]
+pub(crate) struct Stream {
+    // Receive half.
+    recv: VecDeque<Bytes>,
+    recv_len: usize,
+    pub(crate) recv_window: RecvWindow,
+    pub(crate) fin_received: bool,
+    /// A read found nothing: report `StreamReadable` on the next change.
+    pub(crate) read_blocked: bool,
+
+    // Send half.
+    send: VecDeque<Bytes>,
+    send_len: usize,
+    pub(crate) send_window: SendWindow,
+    pub(crate) write_half: WriteHalf,
+    /// A write was refused for lack of room: report `StreamWritable` when there is some.
+    pub(crate) write_blocked: bool,
+    /// The application waits for the send queue to empty (flush).
+    pub(crate) flush_wanted: bool,
+    /// Version 2: the peer finished the stream and the window is shut; writes fail when this
+    /// deadline passes without an UPD.
+    pub(crate) stall_deadline: Option<Instant>,
+    /// The stalled data was discarded; writes fail.
+    pub(crate) peer_stopped_reading: bool,
+
+    // Bookkeeping.
+    /// The application gave the stream up: received data is dropped, the rest is sent.
+    pub(crate) released: bool,
+    /// In the scheduler's ready queue.
+    pub(crate) scheduled: bool,
+    /// An UPD for this stream waits in the control queue.
+    pub(crate) update_queued: bool,
+}
+
+impl Stream {
+    pub(crate) fn new(max_stream_buffer: usize) -> Self {
+        Stream {
+            recv: VecDeque::new(),
+            recv_len: 0,
+            recv_window: RecvWindow::new(max_stream_buffer),
+            fin_received: false,
+            read_blocked: true,
+            send: VecDeque::new(),
+            send_len: 0,
+            send_window: SendWindow::new(),
+            write_half: WriteHalf::Open,
+            write_blocked: false,
+            flush_wanted: false,
+            stall_deadline: None,
+            peer_stopped_reading: false,
+            released: false,
+            scheduled: false,
+            update_queued: false,
+        }
+    }
+
+    /// Unread bytes.
+    pub(crate) fn recv_len(&self) -> usize {
+        self.recv_len
+    }
+
+    /// Written bytes not yet framed.
+    pub(crate) fn send_len(&self) -> usize {
+        self.send_len
+    }
+
+    pub(crate) fn push_recv(&mut self, data: Bytes) {
+        self.recv_len += data.len();
+        self.recv.push_back(data);
+    }
+
+    /// Copies buffered data into `buf`; returns the count.
+    pub(crate) fn read_into(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = self.recv.front_mut() else {
+                break;
+            };
+            let k = front.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&front[..k]);
+            n += k;
+            if k == front.len() {
+                self.recv.pop_front();
+            } else {
+                front.advance(k);
+            }
+        }
+        self.recv_len -= n;
+        n
+    }
+
+    /// Takes up to `max > 0` buffered bytes without copying.
+    pub(crate) fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
+        let front = self.recv.front_mut()?;
+        let chunk = if front.len() <= max {
+            self.recv.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.recv_len -= chunk.len();
+        Some(chunk)
+    }
+
+    /// Drops all unread data; returns how much.
+    pub(crate) fn discard_recv(&mut self) -> usize {
+        let n = self.recv_len;
+        self.recv.clear();
+        self.recv_len = 0;
+        n
+    }
+
+    pub(crate) fn push_send(&mut self, data: Bytes) {
+        self.send_len += data.len();
+        self.send.push_back(data);
+    }
+
+    /// Cuts the next frame's payload, at most `limit > 0` bytes, from the send queue.
+    pub(crate) fn take_send(&mut self, limit: usize) -> Bytes {
+        let Some(front) = self.send.front_mut() else {
+            return Bytes::new();
+        };
+        let payload = if front.len() >= limit {
+            front.split_to(limit)
+        } else if front.len() >= COALESCE_BELOW || self.send.len() == 1 {
+            self.send.pop_front().unwrap_or_default()
+        } else {
+            let mut merged = BytesMut::with_capacity(self.send_len.min(limit));
+            while merged.len() < limit {
+                let Some(front) = self.send.front_mut() else {
+                    break;
+                };
+                let k = front.len().min(limit - merged.len());
+                merged.put_slice(&front[..k]);
+                if k == front.len() {
+                    self.send.pop_front();
+                } else {
+                    front.advance(k);
+                }
+            }
+            merged.freeze()
+        };
+        if self.send.front().is_some_and(Bytes::is_empty) {
+            self.send.pop_front();
+        }
+        self.send_len -= payload.len();
+        payload
+    }
+
+    /// Drops all unsent data; returns how much.
+    pub(crate) fn discard_send(&mut self) -> usize {
+        let n = self.send_len;
+        self.send.clear();
+        self.send_len = 0;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_cut_in_order_and_within_the_limit() {
+        let mut s = Stream::new(65536);
+        s.push_send(Bytes::from(vec![1u8; 10_000]));
+        s.push_send(Bytes::from(vec![2u8; 10]));
+        s.push_send(Bytes::from(vec![3u8; 20]));
+        let a = s.take_send(6000);
+        assert_eq!(a, vec![1u8; 6000]);
+        let b = s.take_send(6000);
+        let mut expected = vec![1u8; 4000];
+        expected.extend([2u8; 10]);
+        expected.extend([3u8; 20]);
+        assert_eq!(b, expected, "a small remainder is merged with what follows");
+        assert_eq!(s.send_len(), 0);
+    }
+
+    #[test]
+    fn large_chunks_are_framed_without_copying() {
+        let mut s = Stream::new(65536);
+        let big = Bytes::from(vec![1u8; 5000]);
+        let ptr = big.as_ptr();
+        s.push_send(big);
+        s.push_send(Bytes::from(vec![2u8; 10]));
+        let a = s.take_send(6000);
+        assert_eq!((a.len(), a.as_ptr()), (5000, ptr));
+        assert_eq!(s.take_send(6000), vec![2u8; 10]);
+    }
+
+    #[test]
+    fn tiny_writes_are_merged_up_to_the_limit() {
+        let mut s = Stream::new(65536);
+        for i in 0..100u8 {
+            s.push_send(Bytes::from(vec![i]));
+        }
+        let a = s.take_send(64);
+        assert_eq!(a.len(), 64);
+        assert_eq!(a[63], 63);
+        let b = s.take_send(64);
+        assert_eq!(b.len(), 36);
+        assert_eq!(b[0], 64);
+    }
+
+    #[test]
+    fn reads_copy_across_chunks() {
+        let mut s = Stream::new(65536);
+        s.push_recv(Bytes::from_static(b"hello "));
+        s.push_recv(Bytes::from_static(b"world"));
+        let mut buf = [0u8; 8];
+        assert_eq!(s.read_into(&mut buf), 8);
+        assert_eq!(&buf, b"hello wo");
+        assert_eq!(s.recv_len(), 3);
+        assert_eq!(s.read_chunk(2).as_deref(), Some(&b"rl"[..]));
+        assert_eq!(s.read_chunk(10).as_deref(), Some(&b"d"[..]));
+        assert_eq!(s.read_chunk(10), None);
+    }
+}

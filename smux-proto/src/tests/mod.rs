@@ -1,0 +1,1 @@
+//! Pair harness and scenario tests.
