@@ -221,7 +221,10 @@ mod tests {
             max_stream_buffer: 1 << 31,
             ..Config::default()
         };
-        assert_eq!(c.validate(), Err(ConfigError::StreamBufferTooLarge(1 << 31)));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::StreamBufferTooLarge(1 << 31))
+        );
         let c = Config {
             max_stream_send_buffer: 8 * 1024 * 1024,
             ..Config::default()

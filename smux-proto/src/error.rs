@@ -171,7 +171,9 @@ pub enum ConfigError {
     #[error("keep_alive_interval must be positive")]
     ZeroKeepAliveInterval,
     /// Keepalive timeout shorter than the interval.
-    #[error("keep_alive_timeout ({timeout:?}) must be at least keep_alive_interval ({interval:?})")]
+    #[error(
+        "keep_alive_timeout ({timeout:?}) must be at least keep_alive_interval ({interval:?})"
+    )]
     KeepAliveTimeoutBelowInterval {
         /// The timeout.
         timeout: Duration,

@@ -397,7 +397,10 @@ mod tests {
             window: 2,
         };
         let mut out = Vec::new();
-        assert_eq!(frame.encode(Version::V1, &mut out), Err(EncodeError::UpdInVersion1));
+        assert_eq!(
+            frame.encode(Version::V1, &mut out),
+            Err(EncodeError::UpdInVersion1)
+        );
         assert!(out.is_empty());
     }
 
@@ -526,7 +529,10 @@ mod tests {
     #[test]
     fn upd_in_version_1_is_rejected() {
         assert_eq!(
-            decode_all(&[1, 4, 8, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Version::V1),
+            decode_all(
+                &[1, 4, 8, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                Version::V1
+            ),
             Err(ProtocolViolation::UpdInVersion1 { stream_id: sid(3) })
         );
     }
@@ -577,7 +583,8 @@ mod tests {
         .unwrap();
         let mut buf = BytesMut::from(&bytes[..]);
         let start = buf.as_ptr() as usize;
-        let Some(Frame::Psh { data, .. }) = FrameDecoder::new(Version::V1).decode(&mut buf).unwrap()
+        let Some(Frame::Psh { data, .. }) =
+            FrameDecoder::new(Version::V1).decode(&mut buf).unwrap()
         else {
             panic!("expected PSH")
         };

@@ -168,7 +168,9 @@ pub use config::{
     DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_RECEIVE_BUFFER, DEFAULT_MAX_SEND_BUFFER,
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAM_BUFFER, DEFAULT_MAX_STREAM_SEND_BUFFER,
 };
-pub use error::{ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError};
+pub use error::{
+    ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError,
+};
 pub use event::{Event, Stats};
 pub use frame::{Cmd, Frame, FrameDecoder, Header, Version};
 pub use session::Session;

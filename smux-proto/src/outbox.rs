@@ -81,7 +81,12 @@ impl Outbox {
     pub(crate) fn push_data(&mut self, stream_id: StreamId, data: Bytes) {
         debug_assert!(data.len() <= usize::from(u16::MAX));
         let inline = data.len() <= INLINE_PAYLOAD_MAX;
-        self.header(Cmd::Psh, stream_id, data.len(), if inline { data.len() } else { 0 });
+        self.header(
+            Cmd::Psh,
+            stream_id,
+            data.len(),
+            if inline { data.len() } else { 0 },
+        );
         self.len += data.len();
         if inline {
             self.scratch.put_slice(&data);
@@ -110,7 +115,11 @@ impl Outbox {
 
     /// Drops the first `n` bytes, which the transport accepted.
     pub(crate) fn advance(&mut self, mut n: usize) {
-        debug_assert!(n <= self.len, "advanced {n} bytes past the {} queued", self.len);
+        debug_assert!(
+            n <= self.len,
+            "advanced {n} bytes past the {} queued",
+            self.len
+        );
         self.seal();
         n = n.min(self.len);
         self.len -= n;
@@ -169,7 +178,10 @@ mod tests {
         assert_eq!(o.fill(&mut slices), 1);
         assert_eq!(
             &*slices[0],
-            &[1, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3, 0, 3, 0, 0, 0, b'a', b'b', b'c', 1, 1, 0, 0, 3, 0, 0, 0]
+            &[
+                1, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3, 0, 3, 0, 0, 0, b'a', b'b', b'c', 1, 1, 0, 0, 3, 0,
+                0, 0
+            ]
         );
     }
 

@@ -180,7 +180,10 @@ impl Session {
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has bytes to give.
     pub fn wants_write(&self) -> bool {
-        !self.outbox.is_empty() || !self.control.is_empty() || self.nop_queued || !self.ready.is_empty()
+        !self.outbox.is_empty()
+            || !self.control.is_empty()
+            || self.nop_queued
+            || !self.ready.is_empty()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -328,7 +331,11 @@ impl Session {
 
     /// Takes up to `max` received bytes without copying. `Ok(None)` means the peer finished the
     /// stream and everything was read; errors as [`read`](Self::read).
-    pub fn read_chunk(&mut self, stream_id: StreamId, max: usize) -> Result<Option<Bytes>, ReadError> {
+    pub fn read_chunk(
+        &mut self,
+        stream_id: StreamId,
+        max: usize,
+    ) -> Result<Option<Bytes>, ReadError> {
         let stream = self.readable_stream(stream_id)?;
         if max > 0 {
             if let Some(chunk) = stream.read_chunk(max) {
@@ -503,7 +510,8 @@ impl Session {
             self.control.push_back(Control::Fin(id));
             return;
         }
-        self.streams.insert(id, Stream::new(self.config.max_stream_buffer));
+        self.streams
+            .insert(id, Stream::new(self.config.max_stream_buffer));
         self.backlog.push_back(id);
         self.events.push_back(Event::StreamOpened { stream_id: id });
     }
@@ -535,7 +543,10 @@ impl Session {
         if self.config.version == Version::V2 {
             // A Go peer sends up to its window guess (256 KiB) before our first UPD, then up
             // to our advertised window: beyond both, the peer is broken.
-            let limit = self.config.max_stream_buffer.max(INITIAL_PEER_WINDOW as usize);
+            let limit = self
+                .config
+                .max_stream_buffer
+                .max(INITIAL_PEER_WINDOW as usize);
             let buffered = stream.recv_len() + data.len();
             if buffered > limit {
                 return Err(ProtocolViolation::WindowExceeded {
@@ -551,7 +562,12 @@ impl Session {
         Ok(())
     }
 
-    fn on_window_update(&mut self, id: StreamId, consumed: u32, window: u32) -> Result<(), ProtocolViolation> {
+    fn on_window_update(
+        &mut self,
+        id: StreamId,
+        consumed: u32,
+        window: u32,
+    ) -> Result<(), ProtocolViolation> {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
@@ -622,7 +638,8 @@ impl Session {
         if let Some(stream) = self.streams.get_mut(&id) {
             if stream.read_blocked {
                 stream.read_blocked = false;
-                self.events.push_back(Event::StreamReadable { stream_id: id });
+                self.events
+                    .push_back(Event::StreamReadable { stream_id: id });
             }
         }
     }
@@ -675,15 +692,22 @@ impl Session {
         self.schedule(id);
     }
 
-    /// Queues the stream for the scheduler if it has data it may send now.
+    /// Queues the stream for the scheduler if it has data it may send now; a version 2 stream
+    /// with data shut out by the window may be stalled instead.
     fn schedule(&mut self, id: StreamId) {
         let v2 = self.config.version == Version::V2;
-        if let Some(stream) = self.streams.get_mut(&id) {
-            let sendable = stream.send_len() > 0 && (!v2 || stream.send_window.available() > 0);
-            if sendable && !stream.scheduled {
-                stream.scheduled = true;
-                self.ready.push(id);
-            }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.send_len() == 0 {
+            return;
+        }
+        if v2 && stream.send_window.available() == 0 {
+            let now = self.now;
+            self.maybe_stall(id, now);
+        } else if !stream.scheduled {
+            stream.scheduled = true;
+            self.ready.push(id);
         }
     }
 
@@ -736,8 +760,6 @@ impl Session {
             self.after_send_progress(id);
             self.fin_if_drained(id);
             self.schedule(id);
-            let now = self.now;
-            self.maybe_stall(id, now);
             self.reap(id);
         }
         self.drain_control();
@@ -776,7 +798,8 @@ impl Session {
             if room_again || flushed {
                 stream.write_blocked &= !room_again;
                 stream.flush_wanted &= !flushed;
-                self.events.push_back(Event::StreamWritable { stream_id: id });
+                self.events
+                    .push_back(Event::StreamWritable { stream_id: id });
             }
         }
         if !self.send_waiters.is_empty() && self.send_buffered <= self.config.max_send_buffer / 2 {
@@ -784,7 +807,8 @@ impl Session {
                 if let Some(stream) = self.streams.get_mut(&waiter) {
                     if stream.write_blocked {
                         stream.write_blocked = false;
-                        self.events.push_back(Event::StreamWritable { stream_id: waiter });
+                        self.events
+                            .push_back(Event::StreamWritable { stream_id: waiter });
                     }
                 }
             }
@@ -829,7 +853,8 @@ impl Session {
         stream.peer_stopped_reading = true;
         let dropped = stream.discard_send();
         self.send_buffered -= dropped;
-        self.events.push_back(Event::StreamWritable { stream_id: id });
+        self.events
+            .push_back(Event::StreamWritable { stream_id: id });
         self.fin_if_drained(id);
         self.reap(id);
     }
@@ -840,14 +865,20 @@ impl Session {
     /// Forgets a released stream once nothing of it is left to send.
     fn reap(&mut self, id: StreamId) {
         if let Some(stream) = self.streams.get(&id) {
-            if stream.released && stream.write_half == WriteHalf::FinQueued && stream.send_len() == 0 {
+            if stream.released
+                && stream.write_half == WriteHalf::FinQueued
+                && stream.send_len() == 0
+            {
                 self.streams.remove(&id);
             }
         }
     }
 
     fn check_close_complete(&mut self) {
-        if !matches!(self.state, State::Closing) || !self.outbox.is_empty() || !self.control.is_empty() {
+        if !matches!(self.state, State::Closing)
+            || !self.outbox.is_empty()
+            || !self.control.is_empty()
+        {
             return;
         }
         let all_finished = self

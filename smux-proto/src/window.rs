@@ -56,7 +56,11 @@ impl SendWindow {
 
     /// Applies an UPD. Rejects (changing nothing) a `consumed` beyond what was sent, which Go
     /// reports as `ErrConsumed`.
-    pub(crate) fn on_update(&mut self, consumed: u32, window: u32) -> Result<(), ConsumedBeyondSent> {
+    pub(crate) fn on_update(
+        &mut self,
+        consumed: u32,
+        window: u32,
+    ) -> Result<(), ConsumedBeyondSent> {
         if (self.sent.wrapping_sub(consumed) as i32) < 0 {
             return Err(ConsumedBeyondSent {
                 consumed,

@@ -1,0 +1,247 @@
+//! Receive budget (v1), per-stream windows (v2), and the order of outgoing frames.
+
+use super::*;
+use crate::window::INITIAL_PEER_WINDOW;
+use crate::WriteError;
+
+#[test]
+fn v1_budget_pauses_input_and_reading_resumes_it() {
+    let config = Config {
+        max_receive_buffer: 100_000,
+        max_stream_buffer: 50_000,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config);
+    let (id, _) = pair.open_client_stream();
+    let data = pattern(10, 400_000);
+    let mut left = &data[..];
+    while let Ok(n) = pair.client.write(id, left) {
+        left = &left[n..];
+        if left.is_empty() {
+            break;
+        }
+    }
+    pair.drive();
+    assert!(!pair.server.wants_read(), "budget used up");
+    let buffered = pair.server.buffered_input();
+    assert!(
+        (100_000..=100_000 + 65_535).contains(&buffered),
+        "buffered {buffered} outside budget + one frame"
+    );
+    assert!(
+        !pair.to_server.is_empty(),
+        "the rest waits in the transport"
+    );
+    // Reading gives the budget back; everything arrives.
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        read_available(&mut pair.server, id, &mut got).unwrap();
+        if !left.is_empty() {
+            if let Ok(n) = pair.client.write(id, left) {
+                left = &left[n..];
+            }
+        }
+        pair.drive();
+        assert!(pair.server.buffered_input() <= 100_000 + 65_535);
+    }
+    assert_eq!(got, data);
+}
+
+#[test]
+fn v2_sender_never_exceeds_the_initial_window() {
+    let mut pair = Pair::v(Version::V2);
+    let (id, _) = pair.open_client_stream();
+    write_all_until_blocked(&mut pair, id, 1_000_000);
+    pair.drive();
+    assert_eq!(pair.server.buffered_input(), INITIAL_PEER_WINDOW as usize);
+    assert!(pair.server.wants_read(), "the session keeps reading");
+}
+
+/// Writes up to `total` bytes until the client's buffers are full.
+fn write_all_until_blocked(pair: &mut Pair, id: StreamId, total: usize) -> usize {
+    let data = pattern(11, total);
+    let mut sent = 0;
+    loop {
+        match pair.client.write(id, &data[sent..]) {
+            Ok(n) => sent += n,
+            Err(WriteError::Blocked) => return sent,
+            Err(e) => panic!("{e}"),
+        }
+        if sent == total {
+            return sent;
+        }
+        pair.drive();
+    }
+}
+
+#[test]
+fn v2_window_exhaustion_recovers_after_reads() {
+    let mut pair = Pair::v(Version::V2);
+    let (id, _) = pair.open_client_stream();
+    let data = pattern(12, 2_000_000);
+    let mut left = &data[..];
+    let mut got = Vec::new();
+    let mut rounds = 0;
+    while got.len() < data.len() {
+        if let Ok(n) = pair.client.write(id, left) {
+            left = &left[n..];
+        }
+        pair.drive();
+        // Read a little each round: the window reopens by UPD.
+        let mut buf = [0u8; 40_000];
+        if let Ok(n) = pair.server.read(id, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(pair.server.buffered_input() <= INITIAL_PEER_WINDOW as usize);
+        rounds += 1;
+        assert!(rounds < 10_000, "no progress");
+    }
+    assert_eq!(got, data);
+}
+
+#[test]
+fn v2_receiver_sends_update_after_first_read_and_every_half_window() {
+    let mut pair = Pair::v(Version::V2);
+    let (id, _) = pair.open_client_stream();
+    pair.client.write(id, &pattern(13, 100_000)).unwrap();
+    pair.drive();
+    let mut buf = vec![0u8; 10];
+    pair.server.read(id, &mut buf).unwrap();
+    assert_eq!(
+        transmit_frames(&mut pair.server),
+        vec![Frame::Upd {
+            stream_id: id,
+            consumed: 10,
+            window: 65_536
+        }],
+        "UPD after the first read"
+    );
+    let mut buf = vec![0u8; 32_000];
+    pair.server.read(id, &mut buf).unwrap();
+    assert_eq!(
+        transmit_frames(&mut pair.server),
+        vec![],
+        "below half the window"
+    );
+    let mut buf = vec![0u8; 768];
+    pair.server.read(id, &mut buf).unwrap();
+    assert_eq!(
+        transmit_frames(&mut pair.server),
+        vec![Frame::Upd {
+            stream_id: id,
+            consumed: 32_778,
+            window: 65_536
+        }]
+    );
+}
+
+#[test]
+fn never_read_stream_in_v2_does_not_stop_another_stream() {
+    let mut pair = Pair::v(Version::V2);
+    let (idle, _) = pair.open_client_stream();
+    let (busy, _) = pair.open_client_stream();
+    write_all_until_blocked(&mut pair, idle, 1_000_000); // never read by the server
+    let data = pattern(14, 3_000_000);
+    let mut left = &data[..];
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        if let Ok(n) = pair.client.write(busy, left) {
+            left = &left[n..];
+        }
+        pair.drive();
+        read_available(&mut pair.server, busy, &mut got).unwrap();
+    }
+    assert_eq!(got, data);
+    assert!(pair.server.buffered_input() <= INITIAL_PEER_WINDOW as usize + 65_536);
+}
+
+#[test]
+fn v1_send_buffers_are_bounded() {
+    let config = Config {
+        max_send_buffer: 300_000,
+        max_stream_send_buffer: 200_000,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config);
+    let (a, _) = pair.open_client_stream();
+    let (b, _) = pair.open_client_stream();
+    assert_eq!(pair.client.write(a, &[0; 500_000]).unwrap(), 200_000);
+    assert_eq!(
+        pair.client.write(b, &[0; 500_000]).unwrap(),
+        100_000,
+        "session budget"
+    );
+    assert!(matches!(
+        pair.client.write(b, &[0; 1]),
+        Err(WriteError::Blocked)
+    ));
+    assert_eq!(pair.client.buffered_output(), 300_000);
+    pair.drive();
+    let events = pair.take_client_events();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == b)));
+}
+
+#[test]
+fn control_frames_are_not_starved_behind_bulk_data() {
+    let mut pair = Pair::v(Version::V2);
+    let (up, _) = pair.open_client_stream();
+    let (down, _) = pair.open_client_stream();
+    pair.server.write(down, &pattern(15, 100_000)).unwrap();
+    pair.drive();
+    // The client queues a lot of data, then reads (owing an UPD) and a keepalive falls due.
+    for _ in 0..8 {
+        let _ = pair.client.write(up, &[7; 256 * 1024]);
+    }
+    pair.client.read(down, &mut [0; 100]).unwrap();
+    pair.client
+        .handle_timeout(pair.now + Duration::from_secs(10));
+    let mut pipe = BytesMut::new();
+    let mut slices = [IoSlice::new(&[]); 64];
+    let n = pair.client.poll_transmit(&mut slices);
+    for s in &slices[..n] {
+        pipe.extend_from_slice(s);
+    }
+    let out = frames(&pipe, Version::V2);
+    let upd = out
+        .iter()
+        .position(|f| matches!(f, Frame::Upd { .. }))
+        .unwrap();
+    let nop = out
+        .iter()
+        .position(|f| matches!(f, Frame::Nop { .. }))
+        .unwrap();
+    assert!(
+        upd < 2 && nop < 2,
+        "control frames first: UPD at {upd}, NOP at {nop}"
+    );
+}
+
+#[test]
+fn v2_writer_stalled_after_peer_fin_fails_instead_of_hanging() {
+    let mut pair = Pair::v(Version::V2);
+    let (id, _) = pair.open_client_stream();
+    // The server finishes and releases the stream, as a Go peer's Close does: it will never
+    // read again, so no UPD will come.
+    pair.server.release_stream(id);
+    pair.drive();
+    write_all_until_blocked(&mut pair, id, 1_000_000);
+    pair.drive();
+    assert!(
+        pair.client.buffered_output() > 0,
+        "data stuck behind the window"
+    );
+    pair.advance(Duration::from_secs(29));
+    assert!(!matches!(
+        pair.client.write(id, b"x"),
+        Err(WriteError::PeerStoppedReading(_))
+    ));
+    pair.advance(Duration::from_secs(2));
+    assert!(matches!(
+        pair.client.write(id, b"x"),
+        Err(WriteError::PeerStoppedReading(_))
+    ));
+    assert_eq!(pair.client.buffered_output(), 0, "stalled data is dropped");
+    assert!(pair.client.error().is_none(), "only the stream fails");
+}
