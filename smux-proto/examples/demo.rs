@@ -61,7 +61,7 @@ fn run(version: Version) {
         .map(|_| client.open_stream().unwrap())
         .collect();
     let payload: Vec<u8> = (0..64 * 1024 + 13).map(|i| (i * 7 % 251) as u8).collect();
-    let mut sent = vec![0usize; STREAMS];
+    let mut sent = [0usize; STREAMS];
     let mut received: Vec<(StreamId, usize)> = Vec::new();
     let mut open: Vec<(StreamId, usize)> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -316,12 +316,15 @@ impl Session {
 
     /// Copies received data into `buf`.
     ///
-    /// `Ok(0)` (with a non-empty `buf`) means the peer finished the stream and everything was
-    /// read. [`ReadError::Blocked`] means nothing is buffered yet; a
+    /// `Ok(0)` with a non-empty `buf` means the peer finished the stream and everything was
+    /// read (an empty `buf` always gives `Ok(0)`). [`ReadError::Blocked`] means nothing is buffered yet; a
     /// [`Event::StreamReadable`] follows when something is.
     pub fn read(&mut self, stream_id: StreamId, buf: &mut [u8]) -> Result<usize, ReadError> {
         let stream = self.readable_stream(stream_id)?;
-        if stream.recv_len() > 0 && !buf.is_empty() {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if stream.recv_len() > 0 {
             let n = stream.read_into(buf);
             self.on_consumed(stream_id, n);
             return Ok(n);
@@ -330,18 +333,20 @@ impl Session {
     }
 
     /// Takes up to `max` received bytes without copying. `Ok(None)` means the peer finished the
-    /// stream and everything was read; errors as [`read`](Self::read).
+    /// stream and everything was read (`max == 0` always gives an empty chunk); errors as
+    /// [`read`](Self::read).
     pub fn read_chunk(
         &mut self,
         stream_id: StreamId,
         max: usize,
     ) -> Result<Option<Bytes>, ReadError> {
         let stream = self.readable_stream(stream_id)?;
-        if max > 0 {
-            if let Some(chunk) = stream.read_chunk(max) {
-                self.on_consumed(stream_id, chunk.len());
-                return Ok(Some(chunk));
-            }
+        if max == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        if let Some(chunk) = stream.read_chunk(max) {
+            self.on_consumed(stream_id, chunk.len());
+            return Ok(Some(chunk));
         }
         self.read_end(stream_id).map(|()| None)
     }
@@ -408,7 +413,9 @@ impl Session {
         }
         stream.released = true;
         let dropped = stream.discard_recv();
-        self.recv_buffered -= dropped;
+        if dropped > 0 {
+            self.on_consumed(stream_id, dropped);
+        }
         if !self.is_closed() {
             self.finish_stream(stream_id);
         }
@@ -537,8 +544,13 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(()); // Unknown stream: read and dropped, as Go does.
         };
-        if stream.released || stream.fin_received {
-            return Ok(()); // Nobody will read it.
+        if stream.fin_received {
+            return Ok(()); // Data after FIN: nobody will read it.
+        }
+        if stream.released {
+            // Nobody will read it; acknowledge it so the peer's writer is not stuck.
+            self.acknowledge(id, data.len());
+            return Ok(());
         }
         if self.config.version == Version::V2 {
             // A Go peer sends up to its window guess (256 KiB) before our first UPD, then up
@@ -619,6 +631,13 @@ impl Session {
     /// owe the peer an UPD when Go would send one.
     fn on_consumed(&mut self, id: StreamId, n: usize) {
         self.recv_buffered -= n;
+        self.acknowledge(id, n);
+    }
+
+    /// Counts `n` bytes of stream `id` as consumed for the v2 window (read by the application,
+    /// or dropped because it released the stream) and owes the peer an UPD when Go would send
+    /// one, so the peer's writer is never left waiting on bytes nobody will read.
+    fn acknowledge(&mut self, id: StreamId, n: usize) {
         let closed = self.is_closed();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
@@ -754,7 +773,7 @@ impl Session {
             if v2 {
                 stream.send_window.on_sent(payload.len());
             }
-            self.send_buffered -= payload.len();
+            self.release_send_budget(payload.len());
             self.stats.frames_out += 1;
             self.outbox.push_data(id, payload);
             self.after_send_progress(id);
@@ -802,6 +821,12 @@ impl Session {
                     .push_back(Event::StreamWritable { stream_id: id });
             }
         }
+    }
+
+    /// `n` written bytes left the send queues (framed, or dropped): wake writers that wait for
+    /// the session budget once half of it is free.
+    fn release_send_budget(&mut self, n: usize) {
+        self.send_buffered -= n;
         if !self.send_waiters.is_empty() && self.send_buffered <= self.config.max_send_buffer / 2 {
             for waiter in std::mem::take(&mut self.send_waiters) {
                 if let Some(stream) = self.streams.get_mut(&waiter) {
@@ -852,9 +877,9 @@ impl Session {
         stream.stall_deadline = None;
         stream.peer_stopped_reading = true;
         let dropped = stream.discard_send();
-        self.send_buffered -= dropped;
         self.events
             .push_back(Event::StreamWritable { stream_id: id });
+        self.release_send_budget(dropped);
         self.fin_if_drained(id);
         self.reap(id);
     }
