@@ -1,5 +1,64 @@
-//! Placeholder: the smux-smol adapter lands with issue 3.
+//! The smux stream multiplexer for smol and async-io, wire-compatible with Go's
+//! [xtaci/smux](https://github.com/xtaci/smux).
+//!
+//! smol speaks the `futures::io` traits natively, so the types are those of `smux-futures`;
+//! this crate adds the async-io timer, so that keepalive runs while tasks wait. Build a mux with
+//! [`client`] or [`server`]:
+//!
+//! ```no_run
+//! use futures::io::{AsyncReadExt, AsyncWriteExt};
+//! use smux_smol::MuxConfig;
+//!
+//! # fn main() -> std::io::Result<()> { smol::block_on(async {
+//! let tcp = smol::net::TcpStream::connect("127.0.0.1:7000").await?;
+//! let mux = smux_smol::client(tcp, MuxConfig::default()).unwrap();
+//! let mut s = mux.connect().await?;
+//! s.write_all(b"hello").await?;
+//! s.close().await?; // FIN; the response can still be read
+//! let mut response = Vec::new();
+//! s.read_to_end(&mut response).await?;
+//! # Ok(()) }) }
+//! ```
+
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub use smux_proto as proto;
+use std::time::Instant;
+
+use futures::io::{AsyncRead, AsyncWrite};
+
+pub use smux_futures::{proto, Mux, MuxConfig, MuxStream, Side, Stats, StreamId, Version};
+use smux_proto::ConfigError;
+
+/// The async-io timer and the system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmolTimer;
+
+impl smux_futures::Timer for SmolTimer {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Option<smux_futures::Sleep> {
+        let timer = async_io::Timer::at(deadline);
+        Some(Box::pin(async move {
+            timer.await;
+        }))
+    }
+}
+
+/// The client end of a connection (opens odd stream ids), with the async-io timer.
+pub fn client<T>(io: T, config: MuxConfig) -> Result<Mux<T>, ConfigError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    Mux::with_timer(io, Side::Client, config, SmolTimer)
+}
+
+/// The server end of a connection (opens even stream ids), with the async-io timer.
+pub fn server<T>(io: T, config: MuxConfig) -> Result<Mux<T>, ConfigError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    Mux::with_timer(io, Side::Server, config, SmolTimer)
+}

@@ -1,5 +1,186 @@
-//! Placeholder: the smux-tokio adapter lands with issue 3.
+//! The smux stream multiplexer for tokio, wire-compatible with Go's
+//! [xtaci/smux](https://github.com/xtaci/smux).
+//!
+//! [`Mux<T>`] wraps any tokio `AsyncRead + AsyncWrite` transport (`TcpStream`, a tokio-rustls
+//! stream, ...); its [`MuxStream<T>`]s implement tokio's `AsyncRead + AsyncWrite`
+//! (`shutdown()` sends FIN and keeps reading). Keepalive uses `tokio::time`, so paused test
+//! time works. Like `smux-futures`, which it wraps, it spawns nothing: any poll drives the
+//! connection; [`Mux::drive`] lets one task own it.
+//!
+//! ```no_run
+//! use smux_tokio::{Mux, MuxConfig};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let tcp = tokio::net::TcpStream::connect("127.0.0.1:7000").await?;
+//! let mux = Mux::client(tcp, MuxConfig::default()).unwrap();
+//! let mut s = mux.connect().await?;
+//! s.write_all(b"hello").await?;
+//! s.shutdown().await?; // FIN; the response can still be read
+//! let mut response = Vec::new();
+//! s.read_to_end(&mut response).await?;
+//! # Ok(()) }
+//! ```
+
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub use smux_proto as proto;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::compat::{Compat, FuturesAsyncWriteCompatExt, TokioAsyncReadCompatExt};
+
+pub use smux_futures::{proto, MuxConfig, Side, Stats, StreamId, Version};
+use smux_proto::ConfigError;
+
+/// The clock and timer of the tokio runtime (honours paused time in tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+impl smux_futures::Timer for TokioTimer {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Option<smux_futures::Sleep> {
+        tokio::runtime::Handle::try_current().ok()?;
+        Some(Box::pin(tokio::time::sleep_until(deadline.into())))
+    }
+}
+
+type Inner<T> = smux_futures::Mux<Compat<T>>;
+
+/// A multiplexed connection over a tokio transport. Cheap to clone; see
+/// [`smux_futures::Mux`] for the behaviour.
+pub struct Mux<T: AsyncRead + AsyncWrite + Unpin + Send> {
+    inner: Inner<T>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Clone for Mux<T> {
+    fn clone(&self) -> Self {
+        Mux {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> std::fmt::Debug for Mux<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
+    /// The client end of a connection (opens odd stream ids).
+    pub fn client(io: T, config: MuxConfig) -> Result<Self, ConfigError> {
+        Self::new(io, Side::Client, config)
+    }
+
+    /// The server end of a connection (opens even stream ids).
+    pub fn server(io: T, config: MuxConfig) -> Result<Self, ConfigError> {
+        Self::new(io, Side::Server, config)
+    }
+
+    /// A mux for `side` of the connection.
+    pub fn new(io: T, side: Side, config: MuxConfig) -> Result<Self, ConfigError> {
+        let inner = smux_futures::Mux::with_timer(io.compat(), side, config, TokioTimer)?;
+        Ok(Mux { inner })
+    }
+
+    /// Opens a stream.
+    pub async fn connect(&self) -> io::Result<MuxStream<T>> {
+        self.inner.connect().await.map(MuxStream::new)
+    }
+
+    /// Waits for the next stream the peer opens.
+    pub async fn accept(&self) -> io::Result<MuxStream<T>> {
+        self.inner.accept().await.map(MuxStream::new)
+    }
+
+    /// Closes gracefully: streams are finished after their data, then the transport closes.
+    pub async fn close(&self) -> io::Result<()> {
+        self.inner.close().await
+    }
+
+    /// Drives the connection until it ends (optional: any poll drives it too).
+    pub async fn drive(&self) -> io::Result<()> {
+        self.inner.drive().await
+    }
+
+    /// Streams open on this connection.
+    pub fn stream_count(&self) -> usize {
+        self.inner.stream_count()
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+/// One stream of a [`Mux`], with tokio's `AsyncRead + AsyncWrite`. `shutdown()` is a
+/// half-close (FIN after the data written); dropping the stream sends FIN too.
+#[derive(Debug)]
+pub struct MuxStream<T: AsyncRead + AsyncWrite + Unpin + Send> {
+    inner: Compat<smux_futures::MuxStream<Compat<T>>>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> MuxStream<T> {
+    fn new(stream: smux_futures::MuxStream<Compat<T>>) -> Self {
+        MuxStream {
+            inner: stream.compat_write(),
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.inner.get_ref().id()
+    }
+
+    /// Reads the next chunk of at most `max` bytes without copying; `None` at the end.
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        self.inner.get_mut().read_chunk(max).await
+    }
+
+    /// Writes all of `data` without copying it.
+    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
+        self.inner.get_mut().write_chunk(data).await
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncRead for MuxStream<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncWrite for MuxStream<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,239 @@
+//! `Mux<T>`: one multiplexed connection, shared by every handle and stream.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures::io::{AsyncRead, AsyncWrite};
+use smux_proto::{Config, ConfigError, Error, OpenError, Session, Side, Stats};
+
+use crate::driver::Driver;
+use crate::stream::MuxStream;
+use crate::timer::{NoTimer, Timer};
+use crate::wakers::Wakers;
+
+/// The state every handle of one connection shares.
+pub(crate) struct Shared<T: AsyncRead + AsyncWrite + Unpin> {
+    driver: Mutex<Driver<T>>,
+    wakers: Arc<Wakers>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Shared<T> {
+    /// Runs `f` under the lock, then wakes the tasks it collected.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Driver<T>, &mut Vec<Waker>) -> R) -> R {
+        let mut wake = Vec::new();
+        let result = {
+            let mut driver = self.driver.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut driver, &mut wake)
+        };
+        wake.into_iter().for_each(Waker::wake);
+        result
+    }
+
+    /// The loop behind every poll: try `op`; when it cannot complete, park the task with
+    /// `park` (before driving, so no wake-up is lost) and drive the connection; repeat while
+    /// driving makes progress. After `op` completes, output it produced is pushed out.
+    pub(crate) fn poll_op<R>(
+        &self,
+        cx: &Context<'_>,
+        park: impl Fn(&Wakers, &Waker),
+        mut op: impl FnMut(&mut Driver<T>) -> Poll<R>,
+    ) -> Poll<R> {
+        self.with(|driver, wake| loop {
+            if let Poll::Ready(result) = op(driver) {
+                if driver.session.wants_write() {
+                    driver.poll_drive(wake);
+                }
+                return Poll::Ready(result);
+            }
+            park(&self.wakers, cx.waker());
+            if !driver.poll_drive(wake) {
+                return Poll::Pending;
+            }
+        })
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Drop for Shared<T> {
+    fn drop(&mut self) {
+        // Last handle gone: close gracefully as far as the transport takes it without waiting.
+        let driver = self
+            .driver
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        driver.session.close();
+        driver.drop_drive();
+    }
+}
+
+/// The session error as an `io::Error`, with the smux error as its source.
+pub(crate) fn io_error(error: Error) -> io::Error {
+    io::Error::new(error.io_kind(), error)
+}
+
+/// A multiplexed connection over the transport `T`.
+///
+/// Cheap to clone: every clone is a handle to the same connection, so many tasks can open and
+/// accept streams at once. The mux spawns nothing: every poll of the mux or of one of its
+/// streams (read, write, flush, close, accept, connect) drives the connection. A stream that is
+/// the only thing being polled still makes progress.
+///
+/// Keepalive runs while anything polls; when every task waits, the timer (given by the runtime
+/// adapter) wakes them at the next deadline. If nothing polls at all, nothing happens: no NOP
+/// goes out and a dead peer is not noticed. Keep one task in [`Mux::drive`] (or in an accept
+/// loop) when that matters.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use futures::io::{AsyncReadExt, AsyncWriteExt};
+/// use smux_futures::{Mux, MuxConfig};
+///
+/// let (a, b) = smux_futures::test_util::duplex();
+/// let client = Mux::client(a, MuxConfig::default()).unwrap();
+/// let server = Mux::server(b, MuxConfig::default()).unwrap();
+///
+/// let mut s = client.connect().await?;
+/// s.write_all(b"hello").await?;
+/// s.close().await?; // half-close: FIN after "hello"; reading goes on
+///
+/// let mut t = server.accept().await?;
+/// let mut got = Vec::new();
+/// t.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"hello");
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Mux<T: AsyncRead + AsyncWrite + Unpin> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Clone for Mux<T> {
+    fn clone(&self) -> Self {
+        Mux {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> std::fmt::Debug for Mux<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mux").finish_non_exhaustive()
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
+    /// The client end of a connection (opens odd stream ids), with no timer.
+    pub fn client(io: T, config: Config) -> Result<Self, ConfigError> {
+        Self::with_timer(io, Side::Client, config, NoTimer)
+    }
+
+    /// The server end of a connection (opens even stream ids), with no timer.
+    pub fn server(io: T, config: Config) -> Result<Self, ConfigError> {
+        Self::with_timer(io, Side::Server, config, NoTimer)
+    }
+
+    /// A mux with the clock and timer of a runtime (the adapters use this).
+    pub fn with_timer(
+        io: T,
+        side: Side,
+        config: Config,
+        timer: impl Timer,
+    ) -> Result<Self, ConfigError> {
+        let session = Session::new(side, config, timer.now())?;
+        let driver = Driver::new(session, io, Box::new(timer));
+        let wakers = driver.wakers().clone();
+        Ok(Mux {
+            shared: Arc::new(Shared {
+                driver: Mutex::new(driver),
+                wakers,
+            }),
+        })
+    }
+
+    /// Opens a stream. The SYN goes out with the first data (or the next poll).
+    pub async fn connect(&self) -> io::Result<MuxStream<T>> {
+        let id = self.shared.with(|driver, wake| {
+            let id = driver.session.open_stream().map_err(|e| match e {
+                OpenError::SessionClosed(e) => io_error(e),
+                other => io::Error::other(other),
+            })?;
+            driver.poll_drive(wake);
+            Ok::<_, io::Error>(id)
+        })?;
+        Ok(MuxStream::new(self.shared.clone(), id))
+    }
+
+    /// Waits for the next stream the peer opens.
+    pub async fn accept(&self) -> io::Result<MuxStream<T>> {
+        poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for the next stream the peer opens.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<MuxStream<T>>> {
+        let polled = self.shared.poll_op(
+            cx,
+            |w, waker| w.park_connection(waker),
+            |driver| {
+                if let Some(id) = driver.session.accept_stream() {
+                    return Poll::Ready(Ok(id));
+                }
+                if let Some(e) = driver.session.error() {
+                    return Poll::Ready(Err(io_error(e.clone())));
+                }
+                if driver.session.is_closing() {
+                    return Poll::Ready(Err(io_error(Error::LocallyClosed)));
+                }
+                Poll::Pending
+            },
+        );
+        polled.map_ok(|id| MuxStream::new(self.shared.clone(), id))
+    }
+
+    /// Closes the connection gracefully: no new streams; every stream is finished after the
+    /// data already written; once all of it is handed to the transport, the transport is
+    /// closed. Streams can still read what had arrived. Waits as long as the peer takes to
+    /// accept the data (in version 2, to grant window); wrap it in a timeout if needed.
+    pub async fn close(&self) -> io::Result<()> {
+        self.shared.with(|driver, _| driver.session.close());
+        self.drive().await
+    }
+
+    /// Drives the connection until it ends: run it in a task of its own to keep keepalive and
+    /// reading going while nothing else polls. Returns `Ok(())` when the connection was closed
+    /// by this side, and the error that ended it otherwise.
+    pub async fn drive(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            self.shared.poll_op(
+                cx,
+                |w, waker| w.park_connection(waker),
+                |driver| {
+                    if !driver.session.is_closed() || !driver.transport_closed() {
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(match driver.session.error() {
+                        Some(Error::LocallyClosed) | None => Ok(()),
+                        Some(e) => Err(io_error(e.clone())),
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Streams open on this connection (including ones waiting to be accepted and dropped ones
+    /// still sending).
+    pub fn stream_count(&self) -> usize {
+        self.shared.with(|d, _| d.session.stream_count())
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.with(|d, _| d.session.stats())
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.with(|d, _| d.session.is_closed())
+    }
+}

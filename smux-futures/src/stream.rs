@@ -1,0 +1,183 @@
+//! `MuxStream<T>`: one stream of a mux, an `AsyncRead + AsyncWrite` byte stream.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::io::{AsyncRead, AsyncWrite};
+use smux_proto::{ReadError, StreamId, WriteError};
+
+use crate::mux::{io_error, Shared};
+use crate::wakers::Slot;
+
+/// One stream of a [`Mux`](crate::Mux).
+///
+/// - Reads return data in order; `Ok(0)` once the peer finished the stream (its FIN) and
+///   everything was read. If the connection ends first, reads fail with its error after the
+///   data already received.
+/// - Writes return once the session accepted the data (bounded by
+///   [`Config::max_stream_send_buffer`](smux_proto::Config::max_stream_send_buffer));
+///   `flush` returns once it is handed to the transport.
+/// - `close` is a half-close: it sends FIN after the data written and flushes; reading goes
+///   on until the peer's FIN.
+/// - Dropping the stream sends FIN (after any data still queued) and frees its buffers; data
+///   that arrives for it afterwards is discarded.
+pub struct MuxStream<T: AsyncRead + AsyncWrite + Unpin> {
+    shared: Arc<Shared<T>>,
+    id: StreamId,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> std::fmt::Debug for MuxStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxStream").field("id", &self.id).finish()
+    }
+}
+
+fn read_error(e: ReadError) -> Poll<io::Result<usize>> {
+    Poll::Ready(Err(match e {
+        ReadError::SessionClosed(e) => io_error(e),
+        other => io::Error::new(io::ErrorKind::NotConnected, other),
+    }))
+}
+
+fn write_error(e: WriteError) -> io::Error {
+    match e {
+        WriteError::SessionClosed(e) => io_error(e),
+        other => io::Error::new(io::ErrorKind::BrokenPipe, other),
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>, id: StreamId) -> Self {
+        MuxStream { shared, id }
+    }
+
+    /// The stream id (odd when the client opened it, even for the server).
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Reads the next chunk of at most `max` bytes without copying it; `None` at the end of
+    /// the stream.
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        let id = self.id;
+        poll_fn(|cx| {
+            self.shared.poll_op(
+                cx,
+                |w, waker| w.park(Slot::Read(id), waker),
+                |driver| match driver.session.read_chunk(id, max) {
+                    Ok(chunk) => Poll::Ready(Ok(chunk)),
+                    Err(ReadError::Blocked) => Poll::Pending,
+                    Err(e) => read_error(e).map_ok(|_| None),
+                },
+            )
+        })
+        .await
+    }
+
+    /// Writes all of `data` without copying it (the session keeps slices of it).
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+        let id = self.id;
+        poll_fn(|cx| {
+            self.shared.poll_op(
+                cx,
+                |w, waker| w.park(Slot::Write(id), waker),
+                |driver| loop {
+                    if data.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    match driver.session.write_chunk(id, &data) {
+                        Ok(n) => {
+                            let _ = data.split_to(n);
+                        }
+                        Err(WriteError::Blocked) => return Poll::Pending,
+                        Err(e) => return Poll::Ready(Err(write_error(e))),
+                    }
+                },
+            )
+        })
+        .await
+    }
+
+    fn poll_flushed(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let id = self.id;
+        self.shared.poll_op(
+            cx,
+            |w, waker| w.park(Slot::Write(id), waker),
+            |driver| match driver.session.is_flushed(id) {
+                Ok(true) if driver.output_flushed() => Poll::Ready(Ok(())),
+                Ok(_) => {
+                    if let Some(e) = driver.session.error() {
+                        return Poll::Ready(Err(io_error(e.clone())));
+                    }
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(write_error(e))),
+            },
+        )
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MuxStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let id = self.id;
+        self.shared.poll_op(
+            cx,
+            |w, waker| w.park(Slot::Read(id), waker),
+            |driver| match driver.session.read(id, buf) {
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(ReadError::Blocked) => Poll::Pending,
+                Err(e) => read_error(e),
+            },
+        )
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let id = self.id;
+        self.shared.poll_op(
+            cx,
+            |w, waker| w.park(Slot::Write(id), waker),
+            |driver| match driver.session.write(id, buf) {
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(WriteError::Blocked) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(write_error(e))),
+            },
+        )
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flushed(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let id = self.id;
+        let finished = self
+            .shared
+            .with(|driver, _| driver.session.finish(id).map_err(write_error));
+        finished?;
+        self.poll_flushed(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Drop for MuxStream<T> {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.shared.with(|driver, wake| {
+            driver.session.release_stream(id);
+            driver.poll_drive(wake);
+        });
+    }
+}

@@ -1,0 +1,107 @@
+//! Who waits for what, and the fan-out waker handed to the transport.
+//!
+//! Tasks park with a [`Slot`]: the reader or writer of one stream, or a connection-wide
+//! waiter (accept, connect, drive, close). Session events wake exactly the matching slot. The
+//! transport and the timer are given a [`FanOut`] waker instead of any one task's: when the
+//! transport becomes ready it wakes every parked task, so the connection makes progress even if
+//! the task that last polled it has gone away (its future was dropped). Parked tasks are taken
+//! out of the set when woken, so each readiness wakes each task at most once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Wake, Waker};
+
+use smux_proto::StreamId;
+
+/// What a parked task waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    Read(StreamId),
+    Write(StreamId),
+}
+
+#[derive(Debug, Default)]
+struct Parked {
+    streams: HashMap<Slot, Waker>,
+    /// Connection-wide waiters: accept, drive, close. Few, deduplicated with `will_wake`.
+    connection: Vec<Waker>,
+}
+
+/// The set of parked tasks, shared with the fan-out waker. Its lock is separate from the
+/// session's, so a transport that wakes inline while the session is locked cannot deadlock.
+#[derive(Debug, Default)]
+pub(crate) struct Wakers {
+    parked: Mutex<Parked>,
+}
+
+impl Wakers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parked> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks the current task on a stream slot.
+    pub(crate) fn park(&self, slot: Slot, waker: &Waker) {
+        let mut parked = self.lock();
+        match parked.streams.get_mut(&slot) {
+            Some(w) if w.will_wake(waker) => {}
+            Some(w) => w.clone_from(waker),
+            None => {
+                parked.streams.insert(slot, waker.clone());
+            }
+        }
+    }
+
+    /// Parks the current task as a connection-wide waiter.
+    pub(crate) fn park_connection(&self, waker: &Waker) {
+        let mut parked = self.lock();
+        if !parked.connection.iter().any(|w| w.will_wake(waker)) {
+            parked.connection.push(waker.clone());
+        }
+    }
+
+    /// Takes the waker of one slot, to wake after the session lock is released.
+    pub(crate) fn take(&self, slot: Slot, out: &mut Vec<Waker>) {
+        if let Some(w) = self.lock().streams.remove(&slot) {
+            out.push(w);
+        }
+    }
+
+    /// Takes the connection-wide waiters.
+    pub(crate) fn take_connection(&self, out: &mut Vec<Waker>) {
+        out.append(&mut self.lock().connection);
+    }
+
+    /// Wakes every parked task.
+    pub(crate) fn wake_all(&self) {
+        let (streams, connection) = {
+            let mut parked = self.lock();
+            (
+                std::mem::take(&mut parked.streams),
+                std::mem::take(&mut parked.connection),
+            )
+        };
+        streams.into_values().for_each(Waker::wake);
+        connection.into_iter().for_each(Waker::wake);
+    }
+
+    /// Number of parked tasks (for tests).
+    #[cfg(test)]
+    pub(crate) fn parked_count(&self) -> usize {
+        let parked = self.lock();
+        parked.streams.len() + parked.connection.len()
+    }
+}
+
+/// The waker given to the transport and the timer: wakes every parked task.
+#[derive(Debug)]
+pub(crate) struct FanOut(pub(crate) Arc<Wakers>);
+
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.0.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_all();
+    }
+}
