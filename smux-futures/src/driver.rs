@@ -94,11 +94,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             self.poll_timer(&mut cx);
         }
         progress |= self.dispatch_events(wake);
-        if self.session.is_closed() && !self.transport_closed && !self.session.wants_write() {
-            if Pin::new(&mut self.transport).poll_close(&mut cx).is_ready() {
-                self.transport_closed = true;
-                progress = true;
-            }
+        if self.session.is_closed()
+            && !self.transport_closed
+            && !self.session.wants_write()
+            && Pin::new(&mut self.transport).poll_close(&mut cx).is_ready()
+        {
+            self.transport_closed = true;
+            progress = true;
         }
         progress
     }
