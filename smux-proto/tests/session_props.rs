@@ -1032,7 +1032,7 @@ impl Harness {
             self.wire[from]
                 .in_flight
                 .front()
-                .map_or(true, |(end, _)| *end > processed),
+                .is_none_or(|(end, _)| *end > processed),
             "processed offset inside a frame"
         );
         Ok(())
