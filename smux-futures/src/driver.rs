@@ -30,6 +30,10 @@ pub(crate) struct Driver<T> {
     read_buf: BytesMut,
     /// The transport reported end of input.
     eof: bool,
+    /// Input stopped because the session's receive budget was used up: frames may be left in
+    /// `read_buf`, and nothing will wake a task when the budget frees (the transport was not
+    /// polled).
+    input_paused: bool,
     /// Bytes were written since the last transport flush.
     needs_flush: bool,
     /// The transport was closed (after the session ended).
@@ -49,6 +53,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             transport,
             read_buf: BytesMut::new(),
             eof: false,
+            input_paused: false,
             needs_flush: false,
             transport_closed: false,
             timer,
@@ -151,8 +156,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     /// Reads input while the session wants it.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
+        if std::mem::take(&mut self.input_paused) && !self.eof && self.session.wants_read() {
+            // Input resumes: first the frames left in the buffer when it paused; the transport
+            // may have nothing more to give for a long time.
+            let before = self.read_buf.len();
+            let _ = self
+                .session
+                .handle_input(self.timer.now(), &mut self.read_buf);
+            progress = before != self.read_buf.len() || self.session.is_closed();
+        }
         for _ in 0..READS_PER_DRIVE {
             if !self.session.wants_read() {
+                self.input_paused = !self.session.is_closed();
                 return progress;
             }
             if self.eof {
@@ -240,6 +255,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
         }
         any
+    }
+
+    /// Whether a drive is due after an operation completed without driving: output is
+    /// pending, or the operation (a read) freed receive budget and paused input can resume.
+    pub(crate) fn needs_drive(&self) -> bool {
+        self.session.wants_write() || (self.input_paused && self.session.wants_read())
     }
 
     /// Whether output is fully handed to the transport and flushed.

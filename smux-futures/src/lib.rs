@@ -21,6 +21,8 @@ mod driver;
 mod mux;
 mod stream;
 pub mod test_util;
+#[cfg(test)]
+mod tests;
 mod timer;
 mod wakers;
 

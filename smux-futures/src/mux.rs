@@ -33,7 +33,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Shared<T> {
 
     /// The loop behind every poll: try `op`; when it cannot complete, park the task with
     /// `park` (before driving, so no wake-up is lost) and drive the connection; repeat while
-    /// driving makes progress. After `op` completes, output it produced is pushed out.
+    /// driving makes progress. After `op` completes, output it produced is pushed out, and
+    /// input paused for want of receive budget resumes if `op` freed some.
     pub(crate) fn poll_op<R>(
         &self,
         cx: &Context<'_>,
@@ -42,7 +43,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Shared<T> {
     ) -> Poll<R> {
         self.with(|driver, wake| loop {
             if let Poll::Ready(result) = op(driver) {
-                if driver.session.wants_write() {
+                if driver.needs_drive() {
                     driver.poll_drive(wake);
                 }
                 return Poll::Ready(result);
@@ -235,5 +236,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.with(|d, _| d.session.is_closed())
+    }
+
+    /// Tasks parked on this connection (stream slots and connection-wide waiters).
+    #[cfg(test)]
+    pub(crate) fn parked_count(&self) -> usize {
+        self.shared.wakers.parked_count()
     }
 }

@@ -3,7 +3,7 @@
 //! [`duplex`] returns two connected ends; what one writes the other reads. Each direction
 //! holds at most a fixed number of bytes (writes return `Pending` beyond it), and either end
 //! can be told to answer `Pending` to every read and write until released, to simulate a
-//! stalled network.
+//! stalled network. Dropping an end closes it, as dropping a socket does.
 
 use std::io;
 use std::pin::Pin;
@@ -75,11 +75,14 @@ impl DuplexEnd {
             let wakers = {
                 let mut p = lock(pipe);
                 p.stalled = stalled;
+                // Stalling keeps the registered wakers: tasks that waited before the stall
+                // must still be woken after it.
+                if stalled {
+                    continue;
+                }
                 [p.reader.take(), p.writer.take()]
             };
-            if !stalled {
-                wakers.into_iter().flatten().for_each(Waker::wake);
-            }
+            wakers.into_iter().flatten().for_each(Waker::wake);
         }
     }
 
@@ -98,6 +101,14 @@ impl DuplexEnd {
             };
             wakers.into_iter().flatten().for_each(Waker::wake);
         }
+    }
+}
+
+impl Drop for DuplexEnd {
+    /// Like a socket, a dropped end is closed: the peer reads what was buffered, then end of
+    /// file; its writes fail.
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 

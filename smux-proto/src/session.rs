@@ -304,11 +304,10 @@ impl Session {
         Ok(id)
     }
 
-    /// The next stream the peer opened, if one waits in the backlog.
+    /// The next stream the peer opened, if one waits in the backlog. Streams that arrived
+    /// before the session ended can still be accepted (and read to the end of what arrived);
+    /// after [`close`](Self::close) the backlog is gone.
     pub fn accept_stream(&mut self) -> Option<StreamId> {
-        if !matches!(self.state, State::Open) {
-            return None;
-        }
         let id = self.backlog.pop_front()?;
         self.stats.streams_accepted += 1;
         Some(id)
@@ -928,7 +927,6 @@ impl Session {
         self.ready.clear();
         self.send_waiters.clear();
         self.stall_deadlines.clear();
-        self.backlog.clear();
         for stream in self.streams.values_mut() {
             stream.discard_send();
         }

@@ -426,3 +426,26 @@ fn data_survives_interleaving_with_fair_scheduling() {
         .unwrap();
     assert!(at <= 1, "small stream waited behind {at} frames");
 }
+
+#[test]
+fn streams_waiting_in_the_backlog_survive_the_peer_closing() {
+    let mut pair = Pair::new(Config::default());
+    let id = pair.client.open_stream().unwrap();
+    pair.client.write(id, b"sent before the end").unwrap();
+    pair.client.finish(id).unwrap();
+    pair.drive();
+    let mut empty = BytesMut::new();
+    assert!(pair.server.handle_eof(pair.now, &mut empty).is_err());
+    assert_eq!(
+        pair.server.accept_stream(),
+        Some(id),
+        "still acceptable after the end"
+    );
+    let mut got = Vec::new();
+    assert!(
+        read_available(&mut pair.server, id, &mut got).unwrap(),
+        "its FIN had arrived"
+    );
+    assert_eq!(got, b"sent before the end");
+    assert_eq!(pair.server.accept_stream(), None);
+}
