@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. Needs only cargo; builds the fuzz targets too when a nightly
-# toolchain is installed (cargo-fuzz is installed from crates.io if missing).
+# Runs every test of the workspace. Installs Go and Go smux from Debian when missing (the
+# interop tests run a real Go smux peer); builds the fuzz targets too when a nightly toolchain
+# is installed (cargo-fuzz is installed from crates.io if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/xtaci/smux ]; then
+  echo "== installing Go and Go smux (Debian packages golang-go, golang-github-xtaci-smux-dev)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go golang-github-xtaci-smux-dev
+fi
 
 echo "== unit, integration and doc tests"
 cargo test --workspace --all-targets
