@@ -87,13 +87,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let fan_out = self.fan_out.clone();
         let mut cx = Context::from_waker(&fan_out);
         let mut progress = false;
+        progress |= self.poll_output(&mut cx);
+        // Input before timers: after a long stall of the runtime, the peer's frames waiting in
+        // the transport prove it alive.
+        progress |= self.poll_input(&mut cx);
         let now = self.timer.now();
         if self.session.poll_timeout().is_some_and(|t| t <= now) {
             self.session.handle_timeout(now);
         }
-        progress |= self.poll_output(&mut cx);
-        progress |= self.poll_input(&mut cx);
-        // Input may have produced output (refusals, UPDs): send it in the same turn.
+        // Input and timers may have produced output (refusals, UPDs, NOP): send it now.
         progress |= self.poll_output(&mut cx);
         if arm_timer {
             self.poll_timer(&mut cx);

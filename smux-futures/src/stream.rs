@@ -108,7 +108,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
             cx,
             |w, waker| w.park(Slot::Write(id), waker),
             |driver| match driver.session.is_flushed(id) {
-                Ok(true) if driver.output_flushed() => Poll::Ready(Ok(())),
+                // After the session ended, `Ok(true)` means the FIN had been handed over.
+                Ok(true) if driver.output_flushed() || driver.session.is_closed() => {
+                    Poll::Ready(Ok(()))
+                }
                 Ok(_) => {
                     if let Some(e) = driver.session.error() {
                         return Poll::Ready(Err(io_error(e.clone())));

@@ -82,6 +82,8 @@ pub struct Session {
     now: Instant,
     last_input: Instant,
     next_keepalive: Instant,
+    /// Streams whose FIN sits in the transmit queue.
+    fins_in_outbox: Vec<StreamId>,
     /// Version 2 streams waiting for window after the peer's FIN, in deadline order.
     stall_deadlines: VecDeque<(Instant, StreamId)>,
     stats: Stats,
@@ -112,6 +114,7 @@ impl Session {
             input_paused: false,
             now,
             last_input: now,
+            fins_in_outbox: Vec::new(),
             stall_deadlines: VecDeque::new(),
             stats: Stats::default(),
         })
@@ -374,28 +377,37 @@ impl Session {
 
     /// Whether everything written to the stream has been framed into the transmit queue. If
     /// not, a [`Event::StreamWritable`] follows when it has (or when it never can be).
+    ///
+    /// Once the stream's FIN was handed to the transport this is `Ok(true)` for good, even
+    /// after the session ended: everything written, FIN included, went out.
     pub fn is_flushed(&mut self, stream_id: StreamId) -> Result<bool, WriteError> {
+        let closed = self.error().cloned();
         let stream = self.live_stream(stream_id)?;
+        if stream.fin_transmitted {
+            return Ok(true);
+        }
         if stream.peer_stopped_reading {
             return Err(WriteError::PeerStoppedReading(stream_id));
         }
-        if stream.send_len() == 0 {
-            return Ok(true);
+        let unsent = stream.send_len() > 0;
+        if let Some(e) = closed {
+            return Err(WriteError::SessionClosed(e));
         }
-        stream.flush_wanted = true;
-        match &self.state {
-            State::Closed(e) => Err(WriteError::SessionClosed(e.clone())),
-            _ => Ok(false),
+        if unsent {
+            stream.flush_wanted = true;
         }
+        Ok(!unsent)
     }
 
     /// Half-closes the stream: FIN is sent after the data already written, and reading goes on
     /// until the peer's FIN. Calling it again does nothing.
     pub fn finish(&mut self, stream_id: StreamId) -> Result<(), WriteError> {
+        if self.live_stream(stream_id)?.write_half != WriteHalf::Open {
+            return Ok(());
+        }
         if let State::Closed(e) = &self.state {
             return Err(WriteError::SessionClosed(e.clone()));
         }
-        self.live_stream(stream_id)?;
         self.finish_stream(stream_id);
         Ok(())
     }
@@ -462,6 +474,11 @@ impl Session {
         self.outbox.advance(n);
         self.stats.bytes_out += n as u64;
         if self.outbox.is_empty() {
+            for id in self.fins_in_outbox.drain(..) {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.fin_transmitted = true;
+                }
+            }
             self.check_close_complete();
         }
     }
@@ -791,7 +808,12 @@ impl Session {
         while let Some(control) = self.control.pop_front() {
             match control {
                 Control::Syn(id) => self.outbox.push_control(Cmd::Syn, id),
-                Control::Fin(id) => self.outbox.push_control(Cmd::Fin, id),
+                Control::Fin(id) => {
+                    self.outbox.push_control(Cmd::Fin, id);
+                    if self.streams.contains_key(&id) {
+                        self.fins_in_outbox.push(id);
+                    }
+                }
                 Control::Nop => self.outbox.push_control(Cmd::Nop, StreamId::new(0)),
                 Control::Upd(id) => {
                     let Some(stream) = self.streams.get_mut(&id) else {
@@ -927,6 +949,7 @@ impl Session {
         self.ready.clear();
         self.send_waiters.clear();
         self.stall_deadlines.clear();
+        self.fins_in_outbox.clear();
         for stream in self.streams.values_mut() {
             stream.discard_send();
         }

@@ -42,6 +42,8 @@ pub(crate) struct Stream {
     pub(crate) write_blocked: bool,
     /// The application waits for the send queue to empty (flush).
     pub(crate) flush_wanted: bool,
+    /// The FIN was handed to the transport.
+    pub(crate) fin_transmitted: bool,
     /// Version 2: the peer finished the stream and the window is shut; writes fail when this
     /// deadline passes without an UPD.
     pub(crate) stall_deadline: Option<Instant>,
@@ -71,6 +73,7 @@ impl Stream {
             write_half: WriteHalf::Open,
             write_blocked: false,
             flush_wanted: false,
+            fin_transmitted: false,
             stall_deadline: None,
             peer_stopped_reading: false,
             released: false,

@@ -5,7 +5,7 @@
 //! message on each, half-closes it, reads the echo back and checks it.
 //!
 //! ```text
-//! cargo run -p smux-smol --example echo
+//! cargo run -p smux-smol --example smol_echo
 //! ```
 
 use std::io;

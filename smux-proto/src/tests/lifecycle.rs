@@ -449,3 +449,26 @@ fn streams_waiting_in_the_backlog_survive_the_peer_closing() {
     assert_eq!(got, b"sent before the end");
     assert_eq!(pair.server.accept_stream(), None);
 }
+
+#[test]
+fn a_transmitted_fin_stays_flushed_after_the_session_ends() {
+    let mut pair = Pair::new(Config::default());
+    let (done, _) = pair.open_client_stream();
+    let (pending, _) = pair.open_client_stream();
+    pair.client.write(done, b"all of it").unwrap();
+    pair.client.finish(done).unwrap();
+    pair.drive();
+    pair.client.write(pending, b"never sent").unwrap();
+    pair.client.finish(pending).unwrap();
+    let mut empty = BytesMut::new();
+    assert!(pair.client.handle_eof(pair.now, &mut empty).is_err());
+    // The first stream's data and FIN went out before the end: finishing and flushing it
+    // again succeed. The second one's did not: both report the session error.
+    assert!(pair.client.finish(done).is_ok());
+    assert!(matches!(pair.client.is_flushed(done), Ok(true)));
+    assert!(pair.client.finish(pending).is_ok(), "finish is idempotent");
+    assert!(matches!(
+        pair.client.is_flushed(pending),
+        Err(WriteError::SessionClosed(Error::PeerClosed))
+    ));
+}

@@ -1,7 +1,7 @@
 //! Two in-memory sessions, a client and a server, exchanging data with no sockets: the
 //! sans-IO core driven by a twenty-line loop. Prints what happened and the throughput seen.
 //!
-//! Run: `cargo run --release -p smux-proto --example demo`
+//! Run: `cargo run --release -p smux-proto --example core_demo`
 
 // This program is the driver, so it reads the clock and hands the time to the core.
 #![allow(clippy::disallowed_methods)]
