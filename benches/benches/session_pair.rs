@@ -4,7 +4,6 @@
 // The benchmark is the driver: it reads the clock and hands the time to the core.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::IoSlice;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -12,22 +11,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use smux_proto::{Config, Event, ReadError, Session, Side, StreamId, Version, WriteError};
 
 const TOTAL: usize = 32 * 1024 * 1024;
-
-fn transmit(from: &mut Session, pipe: &mut BytesMut) {
-    loop {
-        let mut slices = [IoSlice::new(&[]); 64];
-        let n = from.poll_transmit(&mut slices);
-        if n == 0 {
-            return;
-        }
-        let mut written = 0;
-        for s in &slices[..n] {
-            pipe.extend_from_slice(s);
-            written += s.len();
-        }
-        from.transmitted(written);
-    }
-}
 
 /// Moves `TOTAL` bytes from client to server spread over `streams` streams; returns the bytes
 /// the server read.
@@ -60,8 +43,8 @@ fn run(version: Version, streams: usize, chunk: &Bytes) -> usize {
                 }
             }
         }
-        transmit(&mut client, &mut up);
-        transmit(&mut server, &mut down);
+        client.transmit_into(&mut up);
+        server.transmit_into(&mut down);
         server.handle_input(now, &mut up).unwrap();
         client.handle_input(now, &mut down).unwrap();
         while let Some(event) = server.poll_event() {

@@ -6,7 +6,6 @@
 // This program is the driver, so it reads the clock and hands the time to the core.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::IoSlice;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -14,23 +13,6 @@ use smux_proto::{Config, Event, ReadError, Session, Side, StreamId, Version, Wri
 
 const STREAMS: usize = 8;
 const BYTES_PER_STREAM: usize = 16 * 1024 * 1024;
-
-/// Moves everything `from` has to send into `pipe`.
-fn transmit(from: &mut Session, pipe: &mut BytesMut) {
-    loop {
-        let mut slices = [IoSlice::new(&[]); 64];
-        let n = from.poll_transmit(&mut slices);
-        if n == 0 {
-            return;
-        }
-        let mut written = 0;
-        for s in &slices[..n] {
-            pipe.extend_from_slice(s);
-            written += s.len();
-        }
-        from.transmitted(written);
-    }
-}
 
 /// Checks that `data`, found at `offset` in a stream, is the repeating `payload` pattern.
 fn matches_pattern(payload: &[u8], mut offset: usize, mut data: &[u8]) -> bool {
@@ -85,8 +67,8 @@ fn run(version: Version) {
             }
         }
         // The "network": both directions, then input handling.
-        transmit(&mut client, &mut to_server);
-        transmit(&mut server, &mut to_client);
+        client.transmit_into(&mut to_server);
+        server.transmit_into(&mut to_client);
         let now = Instant::now();
         server.handle_input(now, &mut to_server).unwrap();
         client.handle_input(now, &mut to_client).unwrap();

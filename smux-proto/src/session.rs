@@ -468,6 +468,28 @@ impl Session {
         self.outbox.fill(dst)
     }
 
+    /// Appends everything waiting to be sent to `out` and returns the byte count: the same as
+    /// calling [`poll_transmit`](Self::poll_transmit), copying the slices and calling
+    /// [`transmitted`](Self::transmitted) until nothing is left. For in-memory transports,
+    /// tests, and drivers that copy into a buffer of their own anyway.
+    pub fn transmit_into(&mut self, out: &mut BytesMut) -> usize {
+        let mut total = 0;
+        loop {
+            let mut slices = [IoSlice::new(&[]); 32];
+            let n = self.poll_transmit(&mut slices);
+            if n == 0 {
+                return total;
+            }
+            let mut written = 0;
+            for slice in &slices[..n] {
+                out.extend_from_slice(slice);
+                written += slice.len();
+            }
+            self.transmitted(written);
+            total += written;
+        }
+    }
+
     /// Records that the transport accepted the first `n` bytes given by
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn transmitted(&mut self, n: usize) {

@@ -472,3 +472,18 @@ fn a_transmitted_fin_stays_flushed_after_the_session_ends() {
         Err(WriteError::SessionClosed(Error::PeerClosed))
     ));
 }
+
+#[test]
+fn transmit_into_hands_over_everything_pending() {
+    let mut pair = Pair::new(Config::default());
+    let id = pair.client.open_stream().unwrap();
+    pair.client.write(id, &pattern(16, 100_000)).unwrap();
+    pair.client.finish(id).unwrap();
+    let mut out = BytesMut::new();
+    let n = pair.client.transmit_into(&mut out);
+    assert_eq!(n, out.len());
+    assert_eq!(n, 8 + (8 * 4 + 100_000) + 8, "SYN, four PSH, FIN");
+    assert_eq!(pair.client.stats().bytes_out, n as u64);
+    assert!(!pair.client.wants_write());
+    assert_eq!(pair.client.transmit_into(&mut out), 0);
+}

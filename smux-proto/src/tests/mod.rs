@@ -190,7 +190,7 @@ pub(crate) fn frames(bytes: &[u8], version: Version) -> Vec<Frame> {
 /// Collects what `session` transmits, without delivering it.
 pub(crate) fn transmit_frames(session: &mut Session) -> Vec<Frame> {
     let mut pipe = BytesMut::new();
-    Pair::transmit(session, &mut pipe, usize::MAX);
+    session.transmit_into(&mut pipe);
     frames(&pipe, session.config().version)
 }
 
