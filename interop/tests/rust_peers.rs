@@ -39,6 +39,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use smux_interop::{checksum, Checksum, XorShift};
 use smux_tokio::{Mux, MuxConfig, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,63 +60,6 @@ const MAX_PAYLOAD: usize = 65_535;
 
 // ------------------------------------------------------------------------------------------------
 // Data
-
-/// xorshift64: deterministic pseudo-random numbers for sizes and payloads.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `0..=max`.
-    fn up_to(&mut self, max: usize) -> usize {
-        (self.next_u64() % (max as u64 + 1)) as usize
-    }
-
-    /// Uniform in `1..=max` (`max >= 1`).
-    fn one_to(&mut self, max: usize) -> usize {
-        1 + self.up_to(max - 1)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-}
-
-/// FNV-1a, 64 bits, fed incrementally.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, data: &[u8]) {
-        for &b in data {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-fn checksum(data: &[u8]) -> u64 {
-    let mut h = Fnv::new();
-    h.write(data);
-    h.0
-}
 
 /// What a stream's opener asks of the other end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,8 +154,8 @@ fn jobs(seed: u64, count: usize) -> Vec<Job> {
             let len = match EDGE_SIZES.get(i / MODES.len()) {
                 Some(&len) => len,
                 None => {
-                    let bits = rng.up_to(20);
-                    rng.one_to(1 << bits)
+                    let bits = rng.range(0, 20);
+                    rng.range(1, 1 << bits)
                 }
             };
             Job {
@@ -252,7 +196,7 @@ async fn write_pieces<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let mut rest = data;
     while !rest.is_empty() {
-        let n = rng.one_to(rest.len().min(150_000));
+        let n = rng.range(1, rest.len().min(150_000));
         w.write_all(&rest[..n]).await?;
         rest = &rest[n..];
     }
@@ -262,15 +206,15 @@ async fn write_pieces<W: AsyncWrite + Unpin>(
 /// Reads to EOF, returning (length, checksum).
 async fn read_all<R: AsyncRead + Unpin>(r: &mut R, rng: &mut XorShift) -> io::Result<(usize, u64)> {
     let mut buf = vec![0; 100_000];
-    let mut hash = Fnv::new();
+    let mut hash = Checksum::new();
     let mut total = 0;
     loop {
-        let want = rng.one_to(buf.len());
+        let want = rng.range(1, buf.len());
         let n = r.read(&mut buf[..want]).await?;
         if n == 0 {
-            return Ok((total, hash.0));
+            return Ok((total, hash.value()));
         }
-        hash.write(&buf[..n]);
+        hash.update(&buf[..n]);
         total += n;
     }
 }
@@ -356,19 +300,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     match job.mode {
         Mode::Echo => {
             let mut buf = vec![0; 100_000];
-            let mut hash = Fnv::new();
+            let mut hash = Checksum::new();
             let mut total = 0;
             loop {
-                let want = rng.one_to(buf.len());
+                let want = rng.range(1, buf.len());
                 let n = rd.read(&mut buf[..want]).await?;
                 if n == 0 {
                     break;
                 }
-                hash.write(&buf[..n]);
+                hash.update(&buf[..n]);
                 total += n;
                 wr.write_all(&buf[..n]).await?;
             }
-            job.check("echo server", total, hash.0)?;
+            job.check("echo server", total, hash.value())?;
             if !peer.half_close {
                 return Ok((job, Some(rd.unsplit(wr))));
             }
@@ -1041,7 +985,7 @@ fn ts_err(e: tokio_smux::TokioSmuxError) -> io::Error {
 async fn ts_send(s: &mut tokio_smux::Stream, data: &[u8], rng: &mut XorShift) -> io::Result<()> {
     let mut rest = data;
     while !rest.is_empty() {
-        let n = rng.one_to(rest.len().min(MAX_PAYLOAD));
+        let n = rng.range(1, rest.len().min(MAX_PAYLOAD));
         s.send_message(rest[..n].to_vec()).await.map_err(ts_err)?;
         rest = &rest[n..];
     }
@@ -1063,11 +1007,11 @@ async fn ts_run_job(mut s: tokio_smux::Stream, job: Job) -> io::Result<()> {
             let mut sent = 0;
             let mut back = Vec::with_capacity(job.len);
             while sent < job.len {
-                for _ in 0..=rng.up_to(3) {
+                for _ in 0..=rng.range(0, 3) {
                     if sent == job.len {
                         break;
                     }
-                    let n = rng.one_to((job.len - sent).min(MAX_PAYLOAD));
+                    let n = rng.range(1, (job.len - sent).min(MAX_PAYLOAD));
                     s.send_message(data[sent..sent + n].to_vec())
                         .await
                         .map_err(ts_err)?;
@@ -1110,11 +1054,11 @@ async fn ts_serve(mut s: tokio_smux::Stream) -> io::Result<Job> {
     let mut rng = job.cutter(2);
     match job.mode {
         Mode::Echo | Mode::Upload => {
-            let mut hash = Fnv::new();
+            let mut hash = Checksum::new();
             let mut total = 0;
             loop {
                 if !chunk.is_empty() {
-                    hash.write(&chunk);
+                    hash.update(&chunk);
                     total += chunk.len();
                     if job.mode == Mode::Echo {
                         s.send_message(chunk).await.map_err(ts_err)?;
@@ -1125,7 +1069,7 @@ async fn ts_serve(mut s: tokio_smux::Stream) -> io::Result<Job> {
                     None => break,
                 }
             }
-            job.check("tokio_smux server", total, hash.0)?;
+            job.check("tokio_smux server", total, hash.value())?;
             // After the peer's FIN it can neither acknowledge an upload (bug 1) nor, when
             // dropped, send FIN (bug 2).
         }
