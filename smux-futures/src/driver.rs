@@ -161,11 +161,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         if std::mem::take(&mut self.input_paused) && !self.eof && self.session.wants_read() {
             // Input resumes: first the frames left in the buffer when it paused; the transport
             // may have nothing more to give for a long time.
-            let before = self.read_buf.len();
-            let _ = self
-                .session
-                .handle_input(self.timer.now(), &mut self.read_buf);
-            progress = before != self.read_buf.len() || self.session.is_closed();
+            progress = self.feed_buffered();
         }
         for _ in 0..READS_PER_DRIVE {
             if !self.session.wants_read() {
@@ -174,11 +170,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             if self.eof {
                 // Frames left in the buffer after a pause, then the end.
-                let before = self.read_buf.len();
-                let _ = self
-                    .session
-                    .handle_eof(self.timer.now(), &mut self.read_buf);
-                return progress || before != self.read_buf.len() || self.session.is_closed();
+                return self.feed_buffered() || progress;
             }
             let len = self.read_buf.len();
             self.read_buf.resize(len + READ_CHUNK, 0);
@@ -216,6 +208,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         // Still readable after many reads: come back soon, without hogging this task.
         cx.waker().wake_by_ref();
         progress
+    }
+
+    /// Feeds the frames already in `read_buf` to the session (and, once the transport ended,
+    /// the end of input); returns whether anything was consumed or the session ended.
+    fn feed_buffered(&mut self) -> bool {
+        let before = self.read_buf.len();
+        let now = self.timer.now();
+        let _ = if self.eof {
+            self.session.handle_eof(now, &mut self.read_buf)
+        } else {
+            self.session.handle_input(now, &mut self.read_buf)
+        };
+        before != self.read_buf.len() || self.session.is_closed()
     }
 
     /// Keeps a sleep armed for the session's next deadline, woken through the fan-out waker.

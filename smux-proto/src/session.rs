@@ -299,9 +299,9 @@ impl Session {
                 break id;
             }
         };
-        let mut stream = Stream::new(self.config.max_stream_buffer);
-        stream.read_blocked = true;
-        self.streams.insert(id, stream);
+        // A new stream starts read-blocked, so its first data is reported as readable.
+        self.streams
+            .insert(id, Stream::new(self.config.max_stream_buffer));
         self.control.push_back(Control::Syn(id));
         self.stats.streams_opened += 1;
         Ok(id)
