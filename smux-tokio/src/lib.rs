@@ -32,7 +32,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::compat::{Compat, FuturesAsyncWriteCompatExt, TokioAsyncReadCompatExt};
+use tokio_util::compat::{Compat, FuturesAsyncWriteCompatExt};
+
+mod transport;
+use transport::Transport;
 
 pub use smux_futures::{proto, MuxConfig, Side, Stats, StreamId, Version};
 use smux_proto::ConfigError;
@@ -52,7 +55,7 @@ impl smux_futures::Timer for TokioTimer {
     }
 }
 
-type Inner<T> = smux_futures::Mux<Compat<T>>;
+type Inner<T> = smux_futures::Mux<Transport<T>>;
 
 /// A multiplexed connection over a tokio transport. Cheap to clone; see
 /// [`smux_futures::Mux`] for the behaviour.
@@ -87,7 +90,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
 
     /// A mux for `side` of the connection.
     pub fn new(io: T, side: Side, config: MuxConfig) -> Result<Self, ConfigError> {
-        let inner = smux_futures::Mux::with_timer(io.compat(), side, config, TokioTimer)?;
+        let inner = smux_futures::Mux::with_timer(Transport::new(io), side, config, TokioTimer)?;
         Ok(Mux { inner })
     }
 
@@ -131,11 +134,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
 /// half-close (FIN after the data written); dropping the stream sends FIN too.
 #[derive(Debug)]
 pub struct MuxStream<T: AsyncRead + AsyncWrite + Unpin + Send> {
-    inner: Compat<smux_futures::MuxStream<Compat<T>>>,
+    inner: Compat<smux_futures::MuxStream<Transport<T>>>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> MuxStream<T> {
-    fn new(stream: smux_futures::MuxStream<Compat<T>>) -> Self {
+    fn new(stream: smux_futures::MuxStream<Transport<T>>) -> Self {
         MuxStream {
             inner: stream.compat_write(),
         }
