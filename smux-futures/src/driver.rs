@@ -16,8 +16,12 @@ use smux_proto::{Event, Session};
 use crate::timer::{Sleep, Timer};
 use crate::wakers::{FanOut, Slot, Wakers};
 
-/// Bytes asked of the transport per read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Smallest read asked of the transport. The read size doubles while reads fill it, up to
+/// `READ_MAX`, and falls back to twice what the last read returned: a bulk transfer reads in
+/// large chunks and a request/response exchange does not zero-fill a large buffer per byte.
+const READ_MIN: usize = 4 * 1024;
+/// Largest read asked of the transport.
+const READ_MAX: usize = 64 * 1024;
 /// Reads per drive before yielding, so an always-ready transport cannot monopolise a task.
 const READS_PER_DRIVE: usize = 16;
 /// Slices per vectored write.
@@ -27,7 +31,12 @@ const WRITE_SLICES: usize = 64;
 pub(crate) struct Driver<T> {
     pub(crate) session: Session,
     transport: T,
+    /// Received bytes not yet consumed by the session (a partial frame at most, unless input
+    /// is paused). Frames of 16 KiB or more are split off it without a copy; once they are all
+    /// read, its allocation is reused in place.
     read_buf: BytesMut,
+    /// Size of the next read.
+    read_size: usize,
     /// The transport reported end of input.
     eof: bool,
     /// Input stopped because the session's receive budget was used up: frames may be left in
@@ -52,6 +61,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             session,
             transport,
             read_buf: BytesMut::new(),
+            read_size: READ_MIN,
             eof: false,
             input_paused: false,
             needs_flush: false,
@@ -173,7 +183,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 return self.feed_buffered() || progress;
             }
             let len = self.read_buf.len();
-            self.read_buf.resize(len + READ_CHUNK, 0);
+            let want = self.read_size;
+            self.read_buf.resize(len + want, 0);
             let polled = Pin::new(&mut self.transport).poll_read(cx, &mut self.read_buf[len..]);
             match polled {
                 Poll::Ready(Ok(0)) => {
@@ -186,6 +197,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.read_buf.truncate(len + n);
+                    self.read_size = if n == want {
+                        (want * 2).min(READ_MAX)
+                    } else {
+                        (n * 2).clamp(READ_MIN, READ_MAX)
+                    };
                     let _ = self
                         .session
                         .handle_input(self.timer.now(), &mut self.read_buf);
