@@ -1,20 +1,30 @@
-//! The one piece of code that touches the transport: `Driver::poll_drive` moves bytes between
-//! the transport and the session, runs the timers and turns session events into wake-ups.
-//! Every entry point (read, write, flush, close, accept, connect, drive) calls it.
+//! The one piece of code that touches the transport, and the locking around it.
+//!
+//! The state of a connection is split in two, each behind its own lock:
+//! - [`Core`]: the session and the timer. Every operation (read, write, accept, ...) takes
+//!   this lock for a few microseconds of bookkeeping; no system call happens under it.
+//! - `Io`: the transport, the receive buffer and the bytes being written. Driving the
+//!   connection (moving bytes between the transport and the session, running timers, turning
+//!   session events into wake-ups) needs it. It is only ever *tried*: a task that finds it
+//!   taken leaves a note (`again`) and goes on, and the task holding it goes round once more
+//!   for it. So tasks never block each other on a system call, and one thread can copy data
+//!   into the session while another is in `writev`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
-use smux_proto::{Event, Session};
+use smux_proto::{Error, Event, Session};
 
 use crate::timer::{Sleep, Timer};
-use crate::wakers::{FanOut, Slot, Wakers};
+use crate::wakers::{FanOut, Wakers};
 
 /// Smallest read asked of the transport. The read size doubles while reads fill it, up to
 /// `READ_MAX`, and falls back to twice what the last read returned: a bulk transfer reads in
@@ -27,216 +37,44 @@ const READS_PER_DRIVE: usize = 16;
 /// Slices per vectored write.
 const WRITE_SLICES: usize = 64;
 
-/// The session, the transport and everything needed to drive them, under one lock.
-pub(crate) struct Driver<T> {
+/// The session and what goes with it; guarded by the short lock.
+pub(crate) struct Core {
     pub(crate) session: Session,
-    transport: T,
-    /// Received bytes not yet consumed by the session (a partial frame at most, unless input
-    /// is paused). Frames of 16 KiB or more are split off it without a copy; once they are all
-    /// read, its allocation is reused in place.
-    read_buf: BytesMut,
-    /// Size of the next read.
-    read_size: usize,
-    /// The transport reported end of input.
-    eof: bool,
-    /// Input stopped because the session's receive budget was used up: frames may be left in
-    /// `read_buf`, and nothing will wake a task when the budget frees (the transport was not
-    /// polled).
-    input_paused: bool,
-    /// Bytes were written since the last transport flush.
-    needs_flush: bool,
-    /// The transport was closed (after the session ended).
-    transport_closed: bool,
     timer: Box<dyn Timer>,
     sleep: Option<(Instant, Sleep)>,
-    wakers: Arc<Wakers>,
-    fan_out: Waker,
+    /// Input stopped because the session's receive budget was used up: frames may be left in
+    /// the receive buffer, and nothing will wake a task when the budget frees (the transport
+    /// was not polled).
+    input_paused: bool,
+    /// Nothing taken from the session is waiting in the driver (unwritten or unflushed).
+    out_idle: bool,
+    /// The transport was closed (after the session ended).
+    transport_closed: bool,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
-    pub(crate) fn new(session: Session, transport: T, timer: Box<dyn Timer>) -> Self {
-        let wakers = Arc::new(Wakers::default());
-        let fan_out = Waker::from(Arc::new(FanOut(wakers.clone())));
-        Driver {
-            session,
-            transport,
-            read_buf: BytesMut::new(),
-            read_size: READ_MIN,
-            eof: false,
-            input_paused: false,
-            needs_flush: false,
-            transport_closed: false,
-            timer,
-            sleep: None,
-            wakers,
-            fan_out,
-        }
+impl Core {
+    /// Whether a drive is due after an operation completed without driving: output is
+    /// pending, or the operation (a read) freed receive budget and paused input can resume.
+    fn needs_drive(&self) -> bool {
+        self.session.wants_write() || (self.input_paused && self.session.wants_read())
     }
 
-    /// One non-blocking turn, for `Drop` impls that have no task context.
-    pub(crate) fn drop_drive(&mut self) {
-        let mut wake = Vec::new();
-        self.drive_turn(&mut wake, false);
-        wake.into_iter().for_each(Waker::wake);
+    /// Whether output is fully handed to the transport and flushed.
+    pub(crate) fn output_flushed(&self) -> bool {
+        !self.session.wants_write() && self.out_idle
     }
 
-    pub(crate) fn wakers(&self) -> &Arc<Wakers> {
-        &self.wakers
+    /// Whether the session ended with an error (not by closing): what was still to be
+    /// written is dropped.
+    pub(crate) fn failed(&self) -> bool {
+        self.session
+            .error()
+            .is_some_and(|e| !matches!(e, Error::LocallyClosed))
     }
 
-    /// Moves everything it can without blocking: output to the transport, input from it,
-    /// timers, events. Returns whether anything happened; wakers of tasks to wake are appended
-    /// to `wake` (wake them after releasing the lock).
-    pub(crate) fn poll_drive(&mut self, wake: &mut Vec<Waker>) -> bool {
-        self.drive_turn(wake, true)
-    }
-
-    /// One turn; `arm_timer` is false when no task will ever be woken by it (in `Drop`, where
-    /// a runtime's timer may not even be available).
-    fn drive_turn(&mut self, wake: &mut Vec<Waker>, arm_timer: bool) -> bool {
-        let fan_out = self.fan_out.clone();
-        let mut cx = Context::from_waker(&fan_out);
-        let mut progress = false;
-        progress |= self.poll_output(&mut cx);
-        // Input before timers: after a long stall of the runtime, the peer's frames waiting in
-        // the transport prove it alive.
-        progress |= self.poll_input(&mut cx);
-        let now = self.timer.now();
-        if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.handle_timeout(now);
-        }
-        // Input and timers may have produced output (refusals, UPDs, NOP): send it now.
-        progress |= self.poll_output(&mut cx);
-        if arm_timer {
-            self.poll_timer(&mut cx);
-        }
-        progress |= self.dispatch_events(wake);
-        if self.session.is_closed()
-            && !self.transport_closed
-            && !self.session.wants_write()
-            && Pin::new(&mut self.transport).poll_close(&mut cx).is_ready()
-        {
-            self.transport_closed = true;
-            progress = true;
-        }
-        progress
-    }
-
-    /// Writes pending output; flushes the transport once everything is written.
-    fn poll_output(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        if self.transport_closed {
-            return false;
-        }
-        loop {
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-            let n = self.session.poll_transmit(&mut slices);
-            if n == 0 {
-                break;
-            }
-            match Pin::new(&mut self.transport).poll_write_vectored(cx, &slices[..n]) {
-                Poll::Ready(Ok(0)) => {
-                    self.session
-                        .handle_transport_error(io::ErrorKind::WriteZero.into());
-                    return true;
-                }
-                Poll::Ready(Ok(written)) => {
-                    self.session.transmitted(written);
-                    self.needs_flush = true;
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.session.handle_transport_error(e);
-                    return true;
-                }
-                Poll::Pending => return progress,
-            }
-        }
-        if self.needs_flush {
-            match Pin::new(&mut self.transport).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.needs_flush = false,
-                Poll::Ready(Err(e)) => {
-                    self.session.handle_transport_error(e);
-                    return true;
-                }
-                Poll::Pending => {}
-            }
-        }
-        progress
-    }
-
-    /// Reads input while the session wants it.
-    fn poll_input(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        if std::mem::take(&mut self.input_paused) && !self.eof && self.session.wants_read() {
-            // Input resumes: first the frames left in the buffer when it paused; the transport
-            // may have nothing more to give for a long time.
-            progress = self.feed_buffered();
-        }
-        for _ in 0..READS_PER_DRIVE {
-            if !self.session.wants_read() {
-                self.input_paused = !self.session.is_closed();
-                return progress;
-            }
-            if self.eof {
-                // Frames left in the buffer after a pause, then the end.
-                return self.feed_buffered() || progress;
-            }
-            let len = self.read_buf.len();
-            let want = self.read_size;
-            self.read_buf.resize(len + want, 0);
-            let polled = Pin::new(&mut self.transport).poll_read(cx, &mut self.read_buf[len..]);
-            match polled {
-                Poll::Ready(Ok(0)) => {
-                    self.read_buf.truncate(len);
-                    self.eof = true;
-                    let _ = self
-                        .session
-                        .handle_eof(self.timer.now(), &mut self.read_buf);
-                    return true;
-                }
-                Poll::Ready(Ok(n)) => {
-                    self.read_buf.truncate(len + n);
-                    self.read_size = if n == want {
-                        (want * 2).min(READ_MAX)
-                    } else {
-                        (n * 2).clamp(READ_MIN, READ_MAX)
-                    };
-                    let _ = self
-                        .session
-                        .handle_input(self.timer.now(), &mut self.read_buf);
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.read_buf.truncate(len);
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    self.session.handle_transport_error(e);
-                    return true;
-                }
-                Poll::Pending => {
-                    self.read_buf.truncate(len);
-                    return progress;
-                }
-            }
-        }
-        // Still readable after many reads: come back soon, without hogging this task.
-        cx.waker().wake_by_ref();
-        progress
-    }
-
-    /// Feeds the frames already in `read_buf` to the session (and, once the transport ended,
-    /// the end of input); returns whether anything was consumed or the session ended.
-    fn feed_buffered(&mut self) -> bool {
-        let before = self.read_buf.len();
-        let now = self.timer.now();
-        let _ = if self.eof {
-            self.session.handle_eof(now, &mut self.read_buf)
-        } else {
-            self.session.handle_input(now, &mut self.read_buf)
-        };
-        before != self.read_buf.len() || self.session.is_closed()
+    /// Whether the transport was closed.
+    pub(crate) fn transport_closed(&self) -> bool {
+        self.transport_closed
     }
 
     /// Keeps a sleep armed for the session's next deadline, woken through the fan-out waker.
@@ -257,19 +95,334 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
     }
 
+    /// Feeds the frames already in `buf` to the session (and, once the transport ended, the
+    /// end of input); returns whether anything was consumed or the session ended.
+    fn feed(&mut self, buf: &mut BytesMut, eof: bool) -> bool {
+        let before = buf.len();
+        let now = self.timer.now();
+        let _ = if eof {
+            self.session.handle_eof(now, buf)
+        } else {
+            self.session.handle_input(now, buf)
+        };
+        before != buf.len() || self.session.is_closed()
+    }
+}
+
+/// The transport and its buffers; guarded by the lock that is only tried.
+struct Io<T> {
+    transport: T,
+    /// Received bytes not yet consumed by the session (a partial frame at most, unless input
+    /// is paused). Frames of 16 KiB or more are split off it without a copy; once they are all
+    /// read, its allocation is reused in place.
+    read_buf: BytesMut,
+    /// Size of the next read.
+    read_size: usize,
+    /// The transport reported end of input.
+    eof: bool,
+    /// Bytes taken from the session, not yet accepted by the transport.
+    out: VecDeque<Bytes>,
+    /// Bytes were written since the last transport flush.
+    needs_flush: bool,
+    closed: bool,
+}
+
+/// Everything one connection shares between its handles and streams.
+pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
+    core: Mutex<Core>,
+    io: Mutex<Io<T>>,
+    /// Set by a task that wanted to drive while another held the I/O: the holder goes round
+    /// once more before it lets go.
+    again: AtomicBool,
+    wakers: Arc<Wakers>,
+    /// Wakes every parked task; given to the transport and the timer.
+    fan_out: Waker,
+}
+
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+    pub(crate) fn new(session: Session, transport: T, timer: Box<dyn Timer>) -> Self {
+        let wakers = Arc::new(Wakers::default());
+        let fan_out = Waker::from(Arc::new(FanOut(wakers.clone())));
+        Driver {
+            core: Mutex::new(Core {
+                session,
+                timer,
+                sleep: None,
+                input_paused: false,
+                out_idle: true,
+                transport_closed: false,
+            }),
+            io: Mutex::new(Io {
+                transport,
+                read_buf: BytesMut::new(),
+                read_size: READ_MIN,
+                eof: false,
+                out: VecDeque::new(),
+                needs_flush: false,
+                closed: false,
+            }),
+            again: AtomicBool::new(false),
+            wakers,
+            fan_out,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    /// Runs `f` on the core, without driving.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(&mut lock(&self.core))
+    }
+
+    /// The loop behind every poll: try `op`; when it cannot complete, park the task with
+    /// `park` (under the same lock, so no wake-up is lost) and drive the connection; repeat
+    /// while driving makes progress. After `op` completes, output it produced is pushed out,
+    /// and input paused for want of receive budget resumes if `op` freed some.
+    pub(crate) fn poll_op<R>(
+        &self,
+        cx: &Context<'_>,
+        park: impl Fn(&Wakers, &Waker),
+        mut op: impl FnMut(&mut Core) -> Poll<R>,
+    ) -> Poll<R> {
+        loop {
+            let done = {
+                let mut core = lock(&self.core);
+                match op(&mut core) {
+                    Poll::Ready(result) => Some((result, core.needs_drive())),
+                    Poll::Pending => {
+                        park(&self.wakers, cx.waker());
+                        None
+                    }
+                }
+            };
+            match done {
+                Some((result, needs_drive)) => {
+                    if needs_drive {
+                        self.drive(None);
+                    }
+                    return Poll::Ready(result);
+                }
+                None => {
+                    if !self.drive(Some(cx.waker())) {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drives the connection if no other task is doing it; otherwise makes sure the task that
+    /// is goes round again (and, with `waiter`, wakes the waiter when it is done). Returns
+    /// whether anything happened.
+    pub(crate) fn drive(&self, waiter: Option<&Waker>) -> bool {
+        let mut progress = false;
+        let mut waiting = false;
+        self.again.store(true, Ordering::SeqCst);
+        loop {
+            let mut io = match self.io.try_lock() {
+                Ok(io) => io,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => match waiter {
+                    // Wait for the holder's turn to end; it might have ended just before the
+                    // waker was registered, so try once more after registering.
+                    Some(w) if !waiting => {
+                        self.wakers.park_io(w);
+                        waiting = true;
+                        continue;
+                    }
+                    _ => return progress,
+                },
+            };
+            self.again.store(false, Ordering::SeqCst);
+            let mut wake = Vec::new();
+            progress |= self.drive_turn(&mut io, &mut wake, true);
+            drop(io);
+            self.wakers.take_io(&mut wake);
+            wake.into_iter().for_each(Waker::wake);
+            if !self.again.load(Ordering::SeqCst) {
+                return progress;
+            }
+        }
+    }
+
+    /// One turn, for `Drop` impls: there is no task to wake later, and a runtime's timer may
+    /// not even be available.
+    pub(crate) fn drop_drive(&self) {
+        let mut wake = Vec::new();
+        self.drive_turn(&mut lock(&self.io), &mut wake, false);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Moves everything it can without blocking: output to the transport, input from it,
+    /// timers, events. Returns whether anything happened.
+    fn drive_turn(&self, io: &mut Io<T>, wake: &mut Vec<Waker>, arm_timer: bool) -> bool {
+        let mut cx = Context::from_waker(&self.fan_out);
+        let mut progress = self.pump_output(io, &mut cx);
+        // Input before timers: after a long stall of the runtime, the peer's frames waiting in
+        // the transport prove it alive.
+        progress |= self.pump_input(io, &mut cx);
+        {
+            let mut core = lock(&self.core);
+            let now = core.timer.now();
+            if core.session.poll_timeout().is_some_and(|t| t <= now) {
+                core.session.handle_timeout(now);
+            }
+        }
+        // Input and timers may have produced output (refusals, UPDs, NOP): send it now.
+        progress |= self.pump_output(io, &mut cx);
+        let close_transport = {
+            let mut core = lock(&self.core);
+            if arm_timer {
+                core.poll_timer(&mut cx);
+            }
+            progress |= self.dispatch_events(&mut core, wake);
+            core.session.is_closed() && !io.closed && !core.session.wants_write()
+        };
+        if close_transport
+            && io.out.is_empty()
+            && Pin::new(&mut io.transport).poll_close(&mut cx).is_ready()
+        {
+            io.closed = true;
+            progress = true;
+        }
+        let mut core = lock(&self.core);
+        core.out_idle = io.out.is_empty() && !io.needs_flush;
+        core.transport_closed = io.closed;
+        progress
+    }
+
+    /// Writes pending output; flushes the transport once everything is written.
+    fn pump_output(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> bool {
+        if io.closed {
+            return false;
+        }
+        if !io.out.is_empty() && lock(&self.core).failed() {
+            // The session failed: like its own queue, what it handed over is dropped.
+            io.out.clear();
+        }
+        let mut progress = false;
+        loop {
+            if io.out.is_empty() {
+                let mut core = lock(&self.core);
+                if core.session.poll_transmit_chunks(&mut io.out) == 0 {
+                    break;
+                }
+                core.out_idle = false;
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let n = slices.len().min(io.out.len());
+            for (slot, chunk) in slices.iter_mut().zip(io.out.iter()) {
+                *slot = IoSlice::new(chunk);
+            }
+            let failed = match Pin::new(&mut io.transport).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => io::ErrorKind::WriteZero.into(),
+                Poll::Ready(Ok(written)) => {
+                    advance(&mut io.out, written);
+                    io.needs_flush = true;
+                    progress = true;
+                    continue;
+                }
+                Poll::Ready(Err(e)) => e,
+                Poll::Pending => return progress,
+            };
+            io.out.clear();
+            lock(&self.core).session.handle_transport_error(failed);
+            return true;
+        }
+        if io.needs_flush {
+            match Pin::new(&mut io.transport).poll_flush(cx) {
+                Poll::Ready(Ok(())) => io.needs_flush = false,
+                Poll::Ready(Err(e)) => {
+                    lock(&self.core).session.handle_transport_error(e);
+                    return true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        progress
+    }
+
+    /// Reads input while the session wants it.
+    fn pump_input(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        {
+            let mut core = lock(&self.core);
+            if std::mem::take(&mut core.input_paused) && !io.eof && core.session.wants_read() {
+                // Input resumes: first the frames left in the buffer when it paused; the
+                // transport may have nothing more to give for a long time.
+                progress = core.feed(&mut io.read_buf, false);
+            }
+        }
+        for _ in 0..READS_PER_DRIVE {
+            {
+                let mut core = lock(&self.core);
+                if !core.session.wants_read() {
+                    core.input_paused = !core.session.is_closed();
+                    return progress;
+                }
+                if io.eof {
+                    // Frames left in the buffer after a pause, then the end.
+                    return core.feed(&mut io.read_buf, true) || progress;
+                }
+            }
+            let len = io.read_buf.len();
+            let want = io.read_size;
+            io.read_buf.resize(len + want, 0);
+            let polled = Pin::new(&mut io.transport).poll_read(cx, &mut io.read_buf[len..]);
+            let n = match polled {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => {
+                    io.read_buf.truncate(len);
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    lock(&self.core).session.handle_transport_error(e);
+                    return true;
+                }
+                Poll::Pending => {
+                    io.read_buf.truncate(len);
+                    return progress;
+                }
+            };
+            io.read_buf.truncate(len + n);
+            if n == 0 {
+                io.eof = true;
+                lock(&self.core).feed(&mut io.read_buf, true);
+                return true;
+            }
+            io.read_size = if n == want {
+                (want * 2).min(READ_MAX)
+            } else {
+                (n * 2).clamp(READ_MIN, READ_MAX)
+            };
+            lock(&self.core).feed(&mut io.read_buf, false);
+            progress = true;
+        }
+        // Still readable after many reads: come back soon, without hogging this task.
+        cx.waker().wake_by_ref();
+        progress
+    }
+
     /// Turns session events into the wakers of the tasks that wait for them.
-    fn dispatch_events(&mut self, wake: &mut Vec<Waker>) -> bool {
+    fn dispatch_events(&self, core: &mut Core, wake: &mut Vec<Waker>) -> bool {
         let mut any = false;
-        while let Some(event) = self.session.poll_event() {
+        while let Some(event) = core.session.poll_event() {
             any = true;
             match event {
                 Event::StreamOpened { .. } => self.wakers.take_connection(wake),
                 Event::StreamReadable { stream_id } => {
-                    self.wakers.take(Slot::Read(stream_id), wake)
+                    self.wakers.take(crate::wakers::Slot::Read(stream_id), wake)
                 }
-                Event::StreamWritable { stream_id } => {
-                    self.wakers.take(Slot::Write(stream_id), wake)
-                }
+                Event::StreamWritable { stream_id } => self
+                    .wakers
+                    .take(crate::wakers::Slot::Write(stream_id), wake),
                 Event::Closed(_) => {
                     // Everyone must see the end; the fan-out wakes every parked task.
                     self.fan_out.wake_by_ref();
@@ -279,20 +432,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
         any
     }
+}
 
-    /// Whether a drive is due after an operation completed without driving: output is
-    /// pending, or the operation (a read) freed receive budget and paused input can resume.
-    pub(crate) fn needs_drive(&self) -> bool {
-        self.session.wants_write() || (self.input_paused && self.session.wants_read())
+impl<T: AsyncRead + AsyncWrite + Unpin> Drop for Driver<T> {
+    fn drop(&mut self) {
+        // Last handle gone: close gracefully as far as the transport takes it without waiting.
+        self.with(|core| core.session.close());
+        self.drop_drive();
     }
+}
 
-    /// Whether output is fully handed to the transport and flushed.
-    pub(crate) fn output_flushed(&self) -> bool {
-        !self.session.wants_write() && !self.needs_flush
-    }
-
-    /// Whether the transport was closed.
-    pub(crate) fn transport_closed(&self) -> bool {
-        self.transport_closed
+/// Drops the first `n` bytes of `out`.
+fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = out.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            out.pop_front();
+        } else {
+            front.advance(n);
+            return;
+        }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{Config, ConfigError, Error, OpenError, Session, Side, Stats};
@@ -11,62 +11,6 @@ use smux_proto::{Config, ConfigError, Error, OpenError, Session, Side, Stats};
 use crate::driver::Driver;
 use crate::stream::MuxStream;
 use crate::timer::{NoTimer, Timer};
-use crate::wakers::Wakers;
-
-/// The state every handle of one connection shares.
-pub(crate) struct Shared<T: AsyncRead + AsyncWrite + Unpin> {
-    driver: Mutex<Driver<T>>,
-    wakers: Arc<Wakers>,
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Shared<T> {
-    /// Runs `f` under the lock, then wakes the tasks it collected.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Driver<T>, &mut Vec<Waker>) -> R) -> R {
-        let mut wake = Vec::new();
-        let result = {
-            let mut driver = self.driver.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut driver, &mut wake)
-        };
-        wake.into_iter().for_each(Waker::wake);
-        result
-    }
-
-    /// The loop behind every poll: try `op`; when it cannot complete, park the task with
-    /// `park` (before driving, so no wake-up is lost) and drive the connection; repeat while
-    /// driving makes progress. After `op` completes, output it produced is pushed out, and
-    /// input paused for want of receive budget resumes if `op` freed some.
-    pub(crate) fn poll_op<R>(
-        &self,
-        cx: &Context<'_>,
-        park: impl Fn(&Wakers, &Waker),
-        mut op: impl FnMut(&mut Driver<T>) -> Poll<R>,
-    ) -> Poll<R> {
-        self.with(|driver, wake| loop {
-            if let Poll::Ready(result) = op(driver) {
-                if driver.needs_drive() {
-                    driver.poll_drive(wake);
-                }
-                return Poll::Ready(result);
-            }
-            park(&self.wakers, cx.waker());
-            if !driver.poll_drive(wake) {
-                return Poll::Pending;
-            }
-        })
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Drop for Shared<T> {
-    fn drop(&mut self) {
-        // Last handle gone: close gracefully as far as the transport takes it without waiting.
-        let driver = self
-            .driver
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        driver.session.close();
-        driver.drop_drive();
-    }
-}
 
 /// The session error as an `io::Error`, with the smux error as its source.
 pub(crate) fn io_error(error: Error) -> io::Error {
@@ -106,7 +50,7 @@ pub(crate) fn io_error(error: Error) -> io::Error {
 /// # }).unwrap();
 /// ```
 pub struct Mux<T: AsyncRead + AsyncWrite + Unpin> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Driver<T>>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Clone for Mux<T> {
@@ -142,26 +86,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
         timer: impl Timer,
     ) -> Result<Self, ConfigError> {
         let session = Session::new(side, config, timer.now())?;
-        let driver = Driver::new(session, io, Box::new(timer));
-        let wakers = driver.wakers().clone();
         Ok(Mux {
-            shared: Arc::new(Shared {
-                driver: Mutex::new(driver),
-                wakers,
-            }),
+            shared: Arc::new(Driver::new(session, io, Box::new(timer))),
         })
     }
 
     /// Opens a stream. The SYN goes out with the first data (or the next poll).
     pub async fn connect(&self) -> io::Result<MuxStream<T>> {
-        let id = self.shared.with(|driver, wake| {
-            let id = driver.session.open_stream().map_err(|e| match e {
+        let id = self.shared.with(|core| {
+            core.session.open_stream().map_err(|e| match e {
                 OpenError::SessionClosed(e) => io_error(e),
                 other => io::Error::other(other),
-            })?;
-            driver.poll_drive(wake);
-            Ok::<_, io::Error>(id)
+            })
         })?;
+        self.shared.drive(None);
         Ok(MuxStream::new(self.shared.clone(), id))
     }
 
@@ -175,14 +113,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
         let polled = self.shared.poll_op(
             cx,
             |w, waker| w.park_connection(waker),
-            |driver| {
-                if let Some(id) = driver.session.accept_stream() {
+            |core| {
+                if let Some(id) = core.session.accept_stream() {
                     return Poll::Ready(Ok(id));
                 }
-                if let Some(e) = driver.session.error() {
+                if let Some(e) = core.session.error() {
                     return Poll::Ready(Err(io_error(e.clone())));
                 }
-                if driver.session.is_closing() {
+                if core.session.is_closing() {
                     return Poll::Ready(Err(io_error(Error::LocallyClosed)));
                 }
                 Poll::Pending
@@ -196,7 +134,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// closed. Streams can still read what had arrived. Waits as long as the peer takes to
     /// accept the data (in version 2, to grant window); wrap it in a timeout if needed.
     pub async fn close(&self) -> io::Result<()> {
-        self.shared.with(|driver, _| driver.session.close());
+        self.shared.with(|core| core.session.close());
         self.drive().await
     }
 
@@ -208,11 +146,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
             self.shared.poll_op(
                 cx,
                 |w, waker| w.park_connection(waker),
-                |driver| {
-                    if !driver.session.is_closed() || !driver.transport_closed() {
+                |core| {
+                    if !core.session.is_closed() || !core.transport_closed() {
                         return Poll::Pending;
                     }
-                    Poll::Ready(match driver.session.error() {
+                    Poll::Ready(match core.session.error() {
                         Some(Error::LocallyClosed) | None => Ok(()),
                         Some(e) => Err(io_error(e.clone())),
                     })
@@ -225,22 +163,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// Streams open on this connection (including ones waiting to be accepted and dropped ones
     /// still sending).
     pub fn stream_count(&self) -> usize {
-        self.shared.with(|d, _| d.session.stream_count())
+        self.shared.with(|core| core.session.stream_count())
     }
 
     /// Traffic counters.
     pub fn stats(&self) -> Stats {
-        self.shared.with(|d, _| d.session.stats())
+        self.shared.with(|core| core.session.stats())
     }
 
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.shared.with(|d, _| d.session.is_closed())
+        self.shared.with(|core| core.session.is_closed())
     }
 
     /// Tasks parked on this connection (stream slots and connection-wide waiters).
     #[cfg(test)]
     pub(crate) fn parked_count(&self) -> usize {
-        self.shared.wakers.parked_count()
+        self.shared.wakers().parked_count()
     }
 }

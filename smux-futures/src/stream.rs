@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{ReadError, StreamId, WriteError};
 
-use crate::mux::{io_error, Shared};
+use crate::driver::Driver;
+use crate::mux::io_error;
 use crate::wakers::Slot;
 
 /// One stream of a [`Mux`](crate::Mux).
@@ -26,7 +27,7 @@ use crate::wakers::Slot;
 /// - Dropping the stream sends FIN (after any data still queued) and frees its buffers; data
 ///   that arrives for it afterwards is discarded.
 pub struct MuxStream<T: AsyncRead + AsyncWrite + Unpin> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Driver<T>>,
     id: StreamId,
 }
 
@@ -51,7 +52,7 @@ fn write_error(e: WriteError) -> io::Error {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, id: StreamId) -> Self {
+    pub(crate) fn new(shared: Arc<Driver<T>>, id: StreamId) -> Self {
         MuxStream { shared, id }
     }
 
@@ -68,7 +69,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
             self.shared.poll_op(
                 cx,
                 |w, waker| w.park(Slot::Read(id), waker),
-                |driver| match driver.session.read_chunk(id, max) {
+                |core| match core.session.read_chunk(id, max) {
                     Ok(chunk) => Poll::Ready(Ok(chunk)),
                     Err(ReadError::Blocked) => Poll::Pending,
                     Err(e) => read_error(e).map_ok(|_| None),
@@ -85,11 +86,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
             self.shared.poll_op(
                 cx,
                 |w, waker| w.park(Slot::Write(id), waker),
-                |driver| loop {
+                |core| loop {
                     if data.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
-                    match driver.session.write_chunk(id, &data) {
+                    match core.session.write_chunk(id, &data) {
                         Ok(n) => {
                             let _ = data.split_to(n);
                         }
@@ -107,13 +108,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
         self.shared.poll_op(
             cx,
             |w, waker| w.park(Slot::Write(id), waker),
-            |driver| match driver.session.is_flushed(id) {
-                // After the session ended, `Ok(true)` means the FIN had been handed over.
-                Ok(true) if driver.output_flushed() || driver.session.is_closed() => {
-                    Poll::Ready(Ok(()))
-                }
+            |core| match core.session.is_flushed(id) {
+                // After the session failed, `Ok(true)` means the FIN had been handed over
+                // (what the driver still held was dropped with the transport).
+                Ok(true) if core.output_flushed() || core.failed() => Poll::Ready(Ok(())),
                 Ok(_) => {
-                    if let Some(e) = driver.session.error() {
+                    if let Some(e) = core.session.error() {
                         return Poll::Ready(Err(io_error(e.clone())));
                     }
                     Poll::Pending
@@ -134,7 +134,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MuxStream<T> {
         self.shared.poll_op(
             cx,
             |w, waker| w.park(Slot::Read(id), waker),
-            |driver| match driver.session.read(id, buf) {
+            |core| match core.session.read(id, buf) {
                 Ok(n) => Poll::Ready(Ok(n)),
                 Err(ReadError::Blocked) => Poll::Pending,
                 Err(e) => read_error(e),
@@ -153,7 +153,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
         self.shared.poll_op(
             cx,
             |w, waker| w.park(Slot::Write(id), waker),
-            |driver| match driver.session.write(id, buf) {
+            |core| match core.session.write(id, buf) {
                 Ok(n) => Poll::Ready(Ok(n)),
                 Err(WriteError::Blocked) => Poll::Pending,
                 Err(e) => Poll::Ready(Err(write_error(e))),
@@ -169,7 +169,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
         let id = self.id;
         let finished = self
             .shared
-            .with(|driver, _| driver.session.finish(id).map_err(write_error));
+            .with(|core| core.session.finish(id).map_err(write_error));
         finished?;
         self.poll_flushed(cx)
     }
@@ -178,9 +178,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Drop for MuxStream<T> {
     fn drop(&mut self) {
         let id = self.id;
-        self.shared.with(|driver, wake| {
-            driver.session.release_stream(id);
-            driver.poll_drive(wake);
-        });
+        self.shared.with(|core| core.session.release_stream(id));
+        self.shared.drive(None);
     }
 }

@@ -476,7 +476,7 @@ fn dropping_every_handle_with_output_stuck_ends_the_connection() {
     within(10, || {
         let (client, server) = pair(Version::V1);
         let data = pattern(9, 600 * 1024);
-        let (ca, wa) = counting();
+        let (_, wa) = counting();
         let mut s = block_on(client.connect()).unwrap();
         // Accepted while the connection lives (a failed session drops its accept backlog).
         let mut t = block_on(server.accept()).unwrap();
@@ -493,7 +493,6 @@ fn dropping_every_handle_with_output_stuck_ends_the_connection() {
         assert!(written > DEFAULT_CAPACITY, "more than the transport holds");
         drop(s);
         drop(client);
-        assert_eq!(ca.count(), 0);
 
         block_on(async {
             let mut got = Vec::new();

@@ -25,6 +25,8 @@ struct Parked {
     streams: HashMap<Slot, Waker>,
     /// Connection-wide waiters: accept, drive, close. Few, deduplicated with `will_wake`.
     connection: Vec<Waker>,
+    /// Tasks that wanted to drive while another task was driving: woken when it is done.
+    io: Vec<Waker>,
 }
 
 /// The set of parked tasks, shared with the fan-out waker. Its lock is separate from the
@@ -59,6 +61,22 @@ impl Wakers {
         }
     }
 
+    /// Parks the current task until the task driving the connection is done.
+    pub(crate) fn park_io(&self, waker: &Waker) {
+        let mut parked = self.lock();
+        if !parked.io.iter().any(|w| w.will_wake(waker)) {
+            parked.io.push(waker.clone());
+        }
+    }
+
+    /// Takes the tasks waiting for a drive to end.
+    pub(crate) fn take_io(&self, out: &mut Vec<Waker>) {
+        let mut parked = self.lock();
+        if !parked.io.is_empty() {
+            out.append(&mut parked.io);
+        }
+    }
+
     /// Takes the waker of one slot, to wake after the session lock is released.
     pub(crate) fn take(&self, slot: Slot, out: &mut Vec<Waker>) {
         if let Some(w) = self.lock().streams.remove(&slot) {
@@ -73,22 +91,24 @@ impl Wakers {
 
     /// Wakes every parked task.
     pub(crate) fn wake_all(&self) {
-        let (streams, connection) = {
+        let (streams, connection, io) = {
             let mut parked = self.lock();
             (
                 std::mem::take(&mut parked.streams),
                 std::mem::take(&mut parked.connection),
+                std::mem::take(&mut parked.io),
             )
         };
         streams.into_values().for_each(Waker::wake);
         connection.into_iter().for_each(Waker::wake);
+        io.into_iter().for_each(Waker::wake);
     }
 
     /// Number of parked tasks (for tests).
     #[cfg(test)]
     pub(crate) fn parked_count(&self) -> usize {
         let parked = self.lock();
-        parked.streams.len() + parked.connection.len()
+        parked.streams.len() + parked.connection.len() + parked.io.len()
     }
 }
 

@@ -24,8 +24,8 @@ pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize;
 
 /// Payloads shorter than this are copied out of the read buffer instead of sharing it, so that
 /// a small unread frame never pins a large receive buffer in memory: a frame that keeps a read
-/// buffer of `B` bytes alive is at least `B / ZERO_COPY_MIN` of it (1/16 of smux-futures'
-/// 256 KiB blocks), which bounds memory to that multiple of the receive budget.
+/// buffer alive is at least this big (a quarter of smux-futures' largest 64 KiB read), which
+/// bounds the memory held to a small multiple of the receive budget.
 pub(crate) const ZERO_COPY_MIN: usize = 16 * 1024;
 
 /// Protocol version. Both ends must be configured with the same one; there is no negotiation.

@@ -113,6 +113,15 @@ impl Outbox {
         n
     }
 
+    /// Moves every queued chunk to `out`, in order; returns the bytes moved.
+    pub(crate) fn take(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+        self.seal();
+        let n = self.len;
+        out.extend(self.queue.drain(..));
+        self.len = 0;
+        n
+    }
+
     /// Drops the first `n` bytes, which the transport accepted.
     pub(crate) fn advance(&mut self, mut n: usize) {
         debug_assert!(

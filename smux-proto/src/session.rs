@@ -490,10 +490,35 @@ impl Session {
         }
     }
 
+    /// Moves the next bytes to write out of the session, as owned chunks appended to `out` in
+    /// wire order, and returns their total length (0: nothing to send). The session counts
+    /// them as handed to the transport (as [`transmitted`](Self::transmitted) would): writing
+    /// them all, in order, before anything taken later is the caller's job.
+    ///
+    /// For drivers that write outside whatever guards the session, so other tasks can use
+    /// the session during the system call. The chunks are no longer counted against
+    /// [`Config::max_send_buffer`], so take more only once the previous ones are written.
+    pub fn poll_transmit_chunks(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+        if !self.is_closed() {
+            self.fill_outbox();
+        }
+        let n = self.outbox.take(out);
+        if n > 0 {
+            self.account_transmitted(n);
+        } else if !self.is_closed() {
+            self.check_close_complete();
+        }
+        n
+    }
+
     /// Records that the transport accepted the first `n` bytes given by
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn transmitted(&mut self, n: usize) {
         self.outbox.advance(n);
+        self.account_transmitted(n);
+    }
+
+    fn account_transmitted(&mut self, n: usize) {
         self.stats.bytes_out += n as u64;
         if self.outbox.is_empty() {
             for id in self.fins_in_outbox.drain(..) {

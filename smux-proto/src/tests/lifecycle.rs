@@ -487,3 +487,43 @@ fn transmit_into_hands_over_everything_pending() {
     assert!(!pair.client.wants_write());
     assert_eq!(pair.client.transmit_into(&mut out), 0);
 }
+
+/// `poll_transmit_chunks` hands over the same bytes as `poll_transmit`, counts them as sent,
+/// and a FIN it handed over counts as transmitted.
+#[test]
+fn transmit_chunks_match_transmit_slices() {
+    use std::collections::VecDeque;
+
+    // Within the stream's send buffer, so one write takes it all.
+    let data = pattern(7, 200 * 1024);
+    let script = |session: &mut Session| {
+        let id = session.open_stream().unwrap();
+        assert_eq!(session.write(id, &data).unwrap(), data.len());
+        session.finish(id).unwrap();
+        id
+    };
+    let mut by_slices = Pair::new(Config::default());
+    let id = script(&mut by_slices.client);
+    let mut by_chunks = Pair::new(Config::default());
+    script(&mut by_chunks.client);
+
+    let mut expected = BytesMut::new();
+    let mut got = Vec::new();
+    loop {
+        let n = by_slices.client.transmit_into(&mut expected);
+        let mut chunks = VecDeque::new();
+        let m = by_chunks.client.poll_transmit_chunks(&mut chunks);
+        assert_eq!(n, m);
+        assert_eq!(m, chunks.iter().map(|c| c.len()).sum::<usize>());
+        chunks.iter().for_each(|c| got.extend_from_slice(c));
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, &expected[..]);
+    assert!(!by_chunks.client.wants_write());
+    assert_eq!(by_chunks.client.stats().bytes_out, got.len() as u64);
+    assert!(by_chunks.client.is_flushed(id).unwrap(), "FIN handed over");
+    let frames = frames(&got, Version::V1);
+    assert_eq!(frames.last(), Some(&Frame::Fin { stream_id: id }));
+}
