@@ -24,6 +24,8 @@ use crate::window::INITIAL_PEER_WINDOW;
 /// Frames are moved from stream queues into the transmit queue until it holds this much, so a
 /// burst of data never delays a control frame by more than this.
 const TRANSMIT_TARGET: usize = 256 * 1024;
+/// Allocation unit of the buffer [`Session::write`] copies into.
+const WRITE_ARENA: usize = 256 * 1024;
 
 /// Control frames waiting (refusal FINs above all) before the session stops reading input: a
 /// peer that floods SYNs and never reads our answers gets backpressure, not our memory.
@@ -73,6 +75,10 @@ pub struct Session {
     recv_buffered: usize,
     /// Written, unframed bytes of all streams.
     send_buffered: usize,
+    /// Where [`write`](Self::write) copies data: chunks are split off it, and once they are
+    /// all sent its allocation is reused, so steady writing neither allocates nor touches
+    /// cold memory.
+    write_arena: BytesMut,
     /// Streams whose writes were refused because the session send budget was full.
     send_waiters: Vec<StreamId>,
     /// End of input was reported; the session ends once the input buffer is used up.
@@ -109,6 +115,7 @@ impl Session {
             ready: ReadyQueue::default(),
             recv_buffered: 0,
             send_buffered: 0,
+            write_arena: BytesMut::new(),
             send_waiters: Vec::new(),
             input_ended: false,
             input_paused: false,
@@ -360,7 +367,13 @@ impl Session {
     pub fn write(&mut self, stream_id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         let n = self.write_room(stream_id, data.len())?;
         if n > 0 {
-            self.enqueue(stream_id, Bytes::copy_from_slice(&data[..n]));
+            if self.write_arena.capacity() < n {
+                // Reclaims the allocation in place when every chunk cut from it was sent.
+                self.write_arena.reserve(n.max(WRITE_ARENA));
+            }
+            self.write_arena.extend_from_slice(&data[..n]);
+            let chunk = self.write_arena.split().freeze();
+            self.enqueue(stream_id, chunk);
         }
         Ok(n)
     }
