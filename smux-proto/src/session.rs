@@ -26,6 +26,9 @@ use crate::window::INITIAL_PEER_WINDOW;
 const TRANSMIT_TARGET: usize = 256 * 1024;
 /// Allocation unit of the buffer [`Session::write`] copies into.
 const WRITE_ARENA: usize = 256 * 1024;
+/// Writes shorter than this get an allocation of their own: a chunk that keeps an arena
+/// alive (its stream blocked, say) is at least 1/16 of it.
+const WRITE_ARENA_MIN: usize = WRITE_ARENA / 16;
 
 /// Control frames waiting (refusal FINs above all) before the session stops reading input: a
 /// peer that floods SYNs and never reads our answers gets backpressure, not our memory.
@@ -366,7 +369,7 @@ impl Session {
     /// is. Writing an empty slice returns `Ok(0)`.
     pub fn write(&mut self, stream_id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         let n = self.write_room(stream_id, data.len())?;
-        if n > 0 {
+        if n >= WRITE_ARENA_MIN {
             if self.write_arena.capacity() < n {
                 // Reclaims the allocation in place when every chunk cut from it was sent.
                 self.write_arena.reserve(n.max(WRITE_ARENA));
@@ -374,6 +377,8 @@ impl Session {
             self.write_arena.extend_from_slice(&data[..n]);
             let chunk = self.write_arena.split().freeze();
             self.enqueue(stream_id, chunk);
+        } else if n > 0 {
+            self.enqueue(stream_id, Bytes::copy_from_slice(&data[..n]));
         }
         Ok(n)
     }
