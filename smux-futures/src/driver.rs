@@ -24,7 +24,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{Error, Event, Session};
 
 use crate::timer::{Sleep, Timer};
-use crate::wakers::{FanOut, Wakers};
+use crate::wakers::{FanOut, Slot, Waiter, Wakers};
 
 /// Smallest read asked of the transport. The read size doubles while reads fill it, up to
 /// `READ_MAX`, and falls back to twice what the last read returned: a bulk transfer reads in
@@ -171,7 +171,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn wakers(&self) -> &Wakers {
         &self.wakers
     }
@@ -188,22 +187,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     pub(crate) fn poll_op<R>(
         &self,
         cx: &Context<'_>,
-        park: impl Fn(&Wakers, &Waker),
+        waiter: Waiter,
         mut op: impl FnMut(&mut Core) -> Poll<R>,
     ) -> Poll<R> {
+        let mut parked = false;
         loop {
             let done = {
                 let mut core = lock(&self.core);
                 match op(&mut core) {
                     Poll::Ready(result) => Some((result, core.needs_drive())),
                     Poll::Pending => {
-                        park(&self.wakers, cx.waker());
+                        self.wakers.park_waiter(waiter, cx.waker());
+                        parked = true;
                         None
                     }
                 }
             };
             match done {
                 Some((result, needs_drive)) => {
+                    if parked {
+                        self.wakers.unpark_waiter(waiter, cx.waker());
+                    }
                     if needs_drive {
                         self.drive(None);
                     }
@@ -418,11 +422,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             match event {
                 Event::StreamOpened { .. } => self.wakers.take_connection(wake),
                 Event::StreamReadable { stream_id } => {
-                    self.wakers.take(crate::wakers::Slot::Read(stream_id), wake)
+                    self.wakers.take(Slot::Read(stream_id), wake)
                 }
-                Event::StreamWritable { stream_id } => self
-                    .wakers
-                    .take(crate::wakers::Slot::Write(stream_id), wake),
+                Event::StreamWritable { stream_id } => {
+                    self.wakers.take(Slot::Write(stream_id), wake)
+                }
                 Event::Closed(_) => {
                     // Everyone must see the end; the fan-out wakes every parked task.
                     self.fan_out.wake_by_ref();

@@ -11,6 +11,7 @@ use smux_proto::{Config, ConfigError, Error, OpenError, Session, Side, Stats};
 use crate::driver::Driver;
 use crate::stream::MuxStream;
 use crate::timer::{NoTimer, Timer};
+use crate::wakers::Waiter;
 
 /// The session error as an `io::Error`, with the smux error as its source.
 pub(crate) fn io_error(error: Error) -> io::Error {
@@ -110,22 +111,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
 
     /// Polls for the next stream the peer opens.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<MuxStream<T>>> {
-        let polled = self.shared.poll_op(
-            cx,
-            |w, waker| w.park_connection(waker),
-            |core| {
-                if let Some(id) = core.session.accept_stream() {
-                    return Poll::Ready(Ok(id));
-                }
-                if let Some(e) = core.session.error() {
-                    return Poll::Ready(Err(io_error(e.clone())));
-                }
-                if core.session.is_closing() {
-                    return Poll::Ready(Err(io_error(Error::LocallyClosed)));
-                }
-                Poll::Pending
-            },
-        );
+        let polled = self.shared.poll_op(cx, Waiter::Connection, |core| {
+            if let Some(id) = core.session.accept_stream() {
+                return Poll::Ready(Ok(id));
+            }
+            if let Some(e) = core.session.error() {
+                return Poll::Ready(Err(io_error(e.clone())));
+            }
+            if core.session.is_closing() {
+                return Poll::Ready(Err(io_error(Error::LocallyClosed)));
+            }
+            Poll::Pending
+        });
         polled.map_ok(|id| MuxStream::new(self.shared.clone(), id))
     }
 
@@ -143,19 +140,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// by this side, and the error that ended it otherwise.
     pub async fn drive(&self) -> io::Result<()> {
         poll_fn(|cx| {
-            self.shared.poll_op(
-                cx,
-                |w, waker| w.park_connection(waker),
-                |core| {
-                    if !core.session.is_closed() || !core.transport_closed() {
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(match core.session.error() {
-                        Some(Error::LocallyClosed) | None => Ok(()),
-                        Some(e) => Err(io_error(e.clone())),
-                    })
-                },
-            )
+            self.shared.poll_op(cx, Waiter::Connection, |core| {
+                if !core.session.is_closed() || !core.transport_closed() {
+                    return Poll::Pending;
+                }
+                Poll::Ready(match core.session.error() {
+                    Some(Error::LocallyClosed) | None => Ok(()),
+                    Some(e) => Err(io_error(e.clone())),
+                })
+            })
         })
         .await
     }

@@ -12,7 +12,7 @@ use smux_proto::{ReadError, StreamId, WriteError};
 
 use crate::driver::Driver;
 use crate::mux::io_error;
-use crate::wakers::Slot;
+use crate::wakers::{Slot, Waiter};
 
 /// One stream of a [`Mux`](crate::Mux).
 ///
@@ -66,15 +66,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
         let id = self.id;
         poll_fn(|cx| {
-            self.shared.poll_op(
-                cx,
-                |w, waker| w.park(Slot::Read(id), waker),
-                |core| match core.session.read_chunk(id, max) {
-                    Ok(chunk) => Poll::Ready(Ok(chunk)),
-                    Err(ReadError::Blocked) => Poll::Pending,
-                    Err(e) => read_error(e).map_ok(|_| None),
-                },
-            )
+            self.shared
+                .poll_op(cx, Waiter::Stream(Slot::Read(id)), |core| {
+                    match core.session.read_chunk(id, max) {
+                        Ok(chunk) => Poll::Ready(Ok(chunk)),
+                        Err(ReadError::Blocked) => Poll::Pending,
+                        Err(e) => read_error(e).map_ok(|_| None),
+                    }
+                })
         })
         .await
     }
@@ -83,10 +82,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
         let id = self.id;
         poll_fn(|cx| {
-            self.shared.poll_op(
-                cx,
-                |w, waker| w.park(Slot::Write(id), waker),
-                |core| loop {
+            self.shared
+                .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| loop {
                     if data.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
@@ -97,30 +94,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
                         Err(WriteError::Blocked) => return Poll::Pending,
                         Err(e) => return Poll::Ready(Err(write_error(e))),
                     }
-                },
-            )
+                })
         })
         .await
     }
 
     fn poll_flushed(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
         let id = self.id;
-        self.shared.poll_op(
-            cx,
-            |w, waker| w.park(Slot::Write(id), waker),
-            |core| match core.session.is_flushed(id) {
-                // After the session failed, `Ok(true)` means the FIN had been handed over
-                // (what the driver still held was dropped with the transport).
-                Ok(true) if core.output_flushed() || core.failed() => Poll::Ready(Ok(())),
-                Ok(_) => {
-                    if let Some(e) = core.session.error() {
-                        return Poll::Ready(Err(io_error(e.clone())));
+        self.shared
+            .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| {
+                match core.session.is_flushed(id) {
+                    // After the session failed, `Ok(true)` means the FIN had been handed over
+                    // (what the driver still held was dropped with the transport).
+                    Ok(true) if core.output_flushed() || core.failed() => Poll::Ready(Ok(())),
+                    Ok(_) => {
+                        if let Some(e) = core.session.error() {
+                            return Poll::Ready(Err(io_error(e.clone())));
+                        }
+                        Poll::Pending
                     }
-                    Poll::Pending
+                    Err(e) => Poll::Ready(Err(write_error(e))),
                 }
-                Err(e) => Poll::Ready(Err(write_error(e))),
-            },
-        )
+            })
     }
 }
 
@@ -131,15 +126,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MuxStream<T> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let id = self.id;
-        self.shared.poll_op(
-            cx,
-            |w, waker| w.park(Slot::Read(id), waker),
-            |core| match core.session.read(id, buf) {
-                Ok(n) => Poll::Ready(Ok(n)),
-                Err(ReadError::Blocked) => Poll::Pending,
-                Err(e) => read_error(e),
-            },
-        )
+        self.shared
+            .poll_op(cx, Waiter::Stream(Slot::Read(id)), |core| {
+                match core.session.read(id, buf) {
+                    Ok(n) => Poll::Ready(Ok(n)),
+                    Err(ReadError::Blocked) => Poll::Pending,
+                    Err(e) => read_error(e),
+                }
+            })
     }
 }
 
@@ -150,15 +144,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let id = self.id;
-        self.shared.poll_op(
-            cx,
-            |w, waker| w.park(Slot::Write(id), waker),
-            |core| match core.session.write(id, buf) {
-                Ok(n) => Poll::Ready(Ok(n)),
-                Err(WriteError::Blocked) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(write_error(e))),
-            },
-        )
+        self.shared
+            .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| {
+                match core.session.write(id, buf) {
+                    Ok(n) => Poll::Ready(Ok(n)),
+                    Err(WriteError::Blocked) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(write_error(e))),
+                }
+            })
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -179,6 +172,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Drop for MuxStream<T> {
     fn drop(&mut self) {
         let id = self.id;
         self.shared.with(|core| core.session.release_stream(id));
+        self.shared.wakers().forget_stream(id);
         self.shared.drive(None);
     }
 }

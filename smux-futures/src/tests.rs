@@ -870,3 +870,49 @@ fn echo_across_threads_v1() {
 fn echo_across_threads_v2() {
     echo_across_threads(Version::V2);
 }
+
+/// A flush that parked and then completed through its caller's own drive leaves no waker
+/// behind, and a dropped stream's parked slots are forgotten: idle streams cost no waker
+/// memory.
+#[test]
+fn completed_and_dropped_waits_leave_no_parked_wakers() {
+    within(10, || {
+        let (client, server, link, _) = linked(config(Version::V1), config(Version::V1));
+        let (_, waker) = counting();
+        let mut s = block_on(client.connect()).unwrap();
+        let mut t = block_on(server.accept()).unwrap();
+
+        // A flush against a stalled transport parks; once the transport moves, the next poll
+        // completes it through its own drive (no event wakes a flush).
+        link.stall(true);
+        block_on(s.write_all(b"x")).unwrap();
+        let mut flush = s.flush();
+        assert!(poll_once(Pin::new(&mut flush), &waker).is_pending());
+        assert_eq!(client.parked_count(), 1);
+        link.stall(false);
+        assert!(matches!(
+            poll_once(Pin::new(&mut flush), &waker),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(
+            client.parked_count(),
+            0,
+            "the finished flush unparked itself"
+        );
+
+        // A read parked on a stream that is then dropped.
+        let mut buf = [0u8; 8];
+        assert!(matches!(
+            poll_read_once(&mut t, &mut buf, &waker),
+            Poll::Ready(Ok(1))
+        ));
+        assert!(poll_read_once(&mut t, &mut buf, &waker).is_pending());
+        assert_eq!(server.parked_count(), 1);
+        drop(t);
+        assert_eq!(
+            server.parked_count(),
+            0,
+            "the dropped stream's slot is gone"
+        );
+    });
+}

@@ -20,6 +20,15 @@ pub(crate) enum Slot {
     Write(StreamId),
 }
 
+/// Who parks in [`Driver::poll_op`](crate::driver::Driver::poll_op).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Waiter {
+    /// A task waiting on one stream.
+    Stream(Slot),
+    /// A connection-wide waiter (accept, drive, close).
+    Connection,
+}
+
 #[derive(Debug, Default)]
 struct Parked {
     streams: HashMap<Slot, Waker>,
@@ -41,8 +50,43 @@ impl Wakers {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Parks the current task.
+    pub(crate) fn park_waiter(&self, waiter: Waiter, waker: &Waker) {
+        match waiter {
+            Waiter::Stream(slot) => self.park(slot, waker),
+            Waiter::Connection => self.park_connection(waker),
+        }
+    }
+
+    /// Unparks a task whose wait ended without a wake-up (the drive it did itself made the
+    /// operation complete), so idle streams hold no stale wakers.
+    pub(crate) fn unpark_waiter(&self, waiter: Waiter, waker: &Waker) {
+        let mut parked = self.lock();
+        match waiter {
+            Waiter::Stream(slot) => {
+                if parked
+                    .streams
+                    .get(&slot)
+                    .is_some_and(|w| w.will_wake(waker))
+                {
+                    parked.streams.remove(&slot);
+                }
+            }
+            Waiter::Connection => parked.connection.retain(|w| !w.will_wake(waker)),
+        }
+    }
+
+    /// Forgets the slots of a stream that is gone.
+    pub(crate) fn forget_stream(&self, id: StreamId) {
+        let mut parked = self.lock();
+        if !parked.streams.is_empty() {
+            parked.streams.remove(&Slot::Read(id));
+            parked.streams.remove(&Slot::Write(id));
+        }
+    }
+
     /// Parks the current task on a stream slot.
-    pub(crate) fn park(&self, slot: Slot, waker: &Waker) {
+    fn park(&self, slot: Slot, waker: &Waker) {
         let mut parked = self.lock();
         match parked.streams.get_mut(&slot) {
             Some(w) if w.will_wake(waker) => {}
@@ -54,7 +98,7 @@ impl Wakers {
     }
 
     /// Parks the current task as a connection-wide waiter.
-    pub(crate) fn park_connection(&self, waker: &Waker) {
+    fn park_connection(&self, waker: &Waker) {
         let mut parked = self.lock();
         if !parked.connection.iter().any(|w| w.will_wake(waker)) {
             parked.connection.push(waker.clone());
