@@ -12,7 +12,8 @@
 // In server and client mode the session does two things at once:
 //
 //   - Acceptor: every stream the peer opens is echoed (read until EOF, write back, Close), or
-//     with -sink read until EOF and reported as "sink SID LEN FNV".
+//     with -sink read until EOF and reported as "sink SID LEN FNV" (and "accepted SID" when
+//     accepted).
 //   - Opener: -streams N streams are opened concurrently; each writes a random payload (sizes
 //     from -sizes or from -seed), reads the echo back and checks its FNV-1a checksum, then
 //     closes the stream. With -abort the opener only writes, reports "sent SID LEN FNV" per
@@ -285,6 +286,9 @@ func run(sess *smux.Session) {
 				return
 			}
 			n := atomic.AddInt64(&accepted, 1)
+			if *sink {
+				out("accepted %d", st.ID())
+			}
 			if *slow && n == 1 {
 				heldMu.Lock()
 				held = append(held, st)

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
-use smux_proto::{Error, Event, Session};
+use smux_proto::{Error, Event, Session, StreamId, DIRECT_FRAMES};
 
 use crate::timer::{Sleep, Timer};
 use crate::wakers::{FanOut, Slot, Waiter, Wakers};
@@ -36,6 +36,8 @@ const READ_MAX: usize = 64 * 1024;
 const READS_PER_DRIVE: usize = 16;
 /// Slices per vectored write.
 const WRITE_SLICES: usize = 64;
+/// Writes at least this big try the zero-copy path (smaller ones gather better in the queue).
+const DIRECT_MIN: usize = 16 * 1024;
 
 /// The session and what goes with it; guarded by the short lock.
 pub(crate) struct Core {
@@ -220,6 +222,55 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
             }
         }
+    }
+
+    /// Writes a prefix of `data` on stream `id` straight from the caller's buffer to the
+    /// transport, when the transport is free, nothing waits to be sent before it, and the
+    /// transport takes bytes right now. Returns how many bytes were written to the stream, or
+    /// `None` when the normal path (copy into the session) must be taken.
+    pub(crate) fn try_write_direct(&self, id: StreamId, data: &[u8]) -> Option<usize> {
+        if data.len() < DIRECT_MIN {
+            return None;
+        }
+        let mut io = self.io.try_lock().ok()?;
+        if !io.out.is_empty() || io.closed {
+            return None;
+        }
+        let write = lock(&self.core)
+            .session
+            .begin_direct_write(id, data.len())
+            .ok()??;
+        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
+        let n = write.slices(data, &mut slices);
+        let mut cx = Context::from_waker(&self.fan_out);
+        let (written, failed) =
+            match Pin::new(&mut io.transport).poll_write_vectored(&mut cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => (0, Some(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(written)) => (written, None),
+                Poll::Ready(Err(e)) => (0, Some(e)),
+                Poll::Pending => (0, None),
+            };
+        let accepted = {
+            let mut core = lock(&self.core);
+            let accepted = core.session.end_direct_write(write, written, data);
+            if let Some(e) = failed {
+                core.session.handle_transport_error(e);
+            }
+            if written > 0 {
+                core.out_idle = false;
+            }
+            accepted
+        };
+        if written > 0 {
+            io.needs_flush = true;
+        }
+        drop(io);
+        if accepted == 0 {
+            return None;
+        }
+        // Flush, and send the rest of a frame the transport took only part of.
+        self.drive(None);
+        Some(accepted)
     }
 
     /// Drives the connection if no other task is doing it; otherwise makes sure the task that

@@ -144,6 +144,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let id = self.id;
+        if let Some(n) = self.shared.try_write_direct(id, buf) {
+            return Poll::Ready(Ok(n));
+        }
         self.shared
             .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| {
                 match core.session.write(id, buf) {

@@ -150,6 +150,7 @@
 #![warn(unreachable_pub)]
 
 mod config;
+mod direct;
 mod error;
 mod event;
 pub mod frame;
@@ -168,6 +169,7 @@ pub use config::{
     DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_RECEIVE_BUFFER, DEFAULT_MAX_SEND_BUFFER,
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAM_BUFFER, DEFAULT_MAX_STREAM_SEND_BUFFER,
 };
+pub use direct::{DirectWrite, DIRECT_FRAMES};
 pub use error::{
     ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError,
 };

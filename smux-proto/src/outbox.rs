@@ -96,6 +96,13 @@ impl Outbox {
         }
     }
 
+    /// Queues raw wire bytes ahead of everything else (the rest of a frame the transport
+    /// took only part of, outside the queue).
+    pub(crate) fn push_front(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.queue.push_front(chunk);
+    }
+
     fn seal(&mut self) {
         if !self.scratch.is_empty() {
             self.queue.push_back(self.scratch.split().freeze());

@@ -754,15 +754,13 @@ impl Session {
         }
     }
 
-    /// How many of `len` bytes stream `id` may queue now.
-    fn write_room(&mut self, id: StreamId, len: usize) -> Result<usize, WriteError> {
+    /// The stream, if the session and the stream both accept writes.
+    fn open_for_writing(&mut self, id: StreamId) -> Result<&mut Stream, WriteError> {
         match &self.state {
             State::Open => {}
             State::Closing => return Err(WriteError::SessionClosed(Error::LocallyClosed)),
             State::Closed(e) => return Err(WriteError::SessionClosed(e.clone())),
         }
-        let session_room = self.config.max_send_buffer - self.send_buffered;
-        let stream_cap = self.config.max_stream_send_buffer;
         let stream = self.live_stream(id)?;
         if stream.peer_stopped_reading {
             return Err(WriteError::PeerStoppedReading(id));
@@ -770,6 +768,49 @@ impl Session {
         if stream.write_half != WriteHalf::Open {
             return Err(WriteError::Finished(id));
         }
+        Ok(stream)
+    }
+
+    /// Whether stream `id` accepts writes with nothing of its own queued (errors as `write`).
+    pub(crate) fn writable(&mut self, id: StreamId) -> Result<bool, WriteError> {
+        Ok(self.open_for_writing(id)?.send_len() == 0)
+    }
+
+    /// Version 2: what the peer's window lets stream `id` send now.
+    pub(crate) fn send_window_available(&self, id: StreamId) -> Option<usize> {
+        if self.config.version != Version::V2 {
+            return None;
+        }
+        self.streams.get(&id).map(|s| s.send_window.available())
+    }
+
+    /// Accounts for a direct write: `accepted` payload bytes in `frames` frames went to the
+    /// transport (`written` wire bytes of them already), `rest` finishes the last frame.
+    pub(crate) fn record_direct_write(
+        &mut self,
+        id: StreamId,
+        accepted: usize,
+        frames: u64,
+        written: usize,
+        rest: Option<Bytes>,
+    ) {
+        if let Some(rest) = rest {
+            self.outbox.push_front(rest);
+        }
+        if self.config.version == Version::V2 {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.send_window.on_sent(accepted);
+            }
+        }
+        self.stats.frames_out += frames;
+        self.stats.bytes_out += written as u64;
+    }
+
+    /// How many of `len` bytes stream `id` may queue now.
+    fn write_room(&mut self, id: StreamId, len: usize) -> Result<usize, WriteError> {
+        let session_room = self.config.max_send_buffer - self.send_buffered;
+        let stream_cap = self.config.max_stream_send_buffer;
+        let stream = self.open_for_writing(id)?;
         if len == 0 {
             return Ok(0);
         }
