@@ -770,6 +770,68 @@ async fn syn_flood_is_refused_and_bounded() {
     }
 }
 
+/// A SYN flood from a peer that never reads our refusals: each refused SYN queues an 8-byte
+/// FIN for the peer, so once the transport stops taking them our side must stop reading (the
+/// peer's writes stall) instead of queueing FINs without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syn_flood_without_reading_stalls_the_peer() {
+    const FLOOD: u32 = 1_000_000;
+    let _serial = SERIAL.lock().await;
+    for version in VERSIONS {
+        let v = ver(version);
+        let healthy = Healthy::start(version).await;
+        let cfg = MuxConfig {
+            accept_backlog: 4,
+            max_streams: 8,
+            ..config(version)
+        };
+        let (ours, raw, kernel) = tcp_pair_with(true).await;
+        let mux = Mux::server(ours, cfg).unwrap();
+        let (reader, writer) = raw.into_split();
+        let mut wire = Vec::with_capacity(FLOOD as usize * 8);
+        for i in 0..FLOOD {
+            wire.extend(frame(v, SYN, 1 + 2 * i, &[]));
+        }
+        let total = wire.len();
+        let (written, writer) = spawn_counting_writer(writer, wire);
+        let driver = tokio::spawn({
+            let mux = mux.clone();
+            async move { mux.drive().await }
+        });
+        // Input taken while refusals cannot be sent: one transport read, the control queue
+        // limit (4096 frames) and the transmit queue target (256 KiB) of refusals, plus the
+        // kernel buffers of both directions, and 64 KiB of slack for kernel accounting.
+        let bound = (64 * 1024 + 8) + 4096 * 8 + 256 * 1024 + kernel + 64 * 1024;
+        let settled = settles_below(&written, bound, "SYN flood without reading").await;
+        let refused = mux.stats().streams_refused;
+        println!(
+            "{version:?}: the flooding peer stalled after {settled} of {total} bytes, \
+             {refused} refused (bound {bound})"
+        );
+        assert!(settled < total);
+        assert!(refused * 8 <= bound as u64);
+
+        // The peer reads its FINs: the flood resumes and every SYN is answered.
+        let fins = spawn_fin_counter(reader);
+        let mut writer = within("writer", writer).await.unwrap();
+        within("refusals", async {
+            while mux.stats().streams_refused < u64::from(FLOOD) - 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        writer.shutdown().await.unwrap();
+        let err = within("drive", driver).await.unwrap().unwrap_err();
+        assert!(matches!(smux_error(err), SmuxError::PeerClosed));
+        let frames = within("fin counter", fins).await.unwrap();
+        assert_eq!(
+            frames.iter().filter(|&&(cmd, _)| cmd == FIN).count() as u64,
+            u64::from(FLOOD) - 4
+        );
+        healthy.finish().await;
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Unread input: bounded by max_receive_buffer
 
