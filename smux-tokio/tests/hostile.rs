@@ -860,8 +860,8 @@ fn spawn_counting_writer(
     (written, task)
 }
 
-/// Waits until `counter` stops moving (unchanged for several samples); fails if it passes
-/// `bound` first. Returns the value it settled at.
+/// Waits until `counter` stops moving (unchanged for 600 ms); fails if it passes `bound`
+/// first. Returns the value it settled at.
 async fn settles_below(counter: &AtomicUsize, bound: usize, what: &str) -> usize {
     within(what, async {
         let mut last = usize::MAX;
@@ -874,14 +874,14 @@ async fn settles_below(counter: &AtomicUsize, bound: usize, what: &str) -> usize
             );
             if now == last {
                 still += 1;
-                if still == 5 {
+                if still == 8 {
                     return now;
                 }
             } else {
                 still = 0;
                 last = now;
             }
-            tokio::time::sleep(Duration::from_millis(60)).await;
+            tokio::time::sleep(Duration::from_millis(75)).await;
         }
     })
     .await
@@ -1128,6 +1128,49 @@ async fn silent_peer_times_out() {
             drop(stream);
             healthy.finish().await;
         }
+    }
+}
+
+/// A peer that trickles a frame one byte at a time never completes it: only complete frames
+/// count as signs of life, so the keepalive timeout still ends the session (no slowloris).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_frame_still_times_out() {
+    let _serial = SERIAL.lock().await;
+    let keep_alive_timeout = Duration::from_millis(800);
+    for version in VERSIONS {
+        let healthy = Healthy::start(version).await;
+        let cfg = MuxConfig {
+            keep_alive_interval: Duration::from_millis(100),
+            keep_alive_timeout,
+            ..config(version)
+        };
+        let start = Instant::now();
+        let (mux, raw) = hostile_pair(Side::Server, cfg).await;
+        let (mut reader, mut writer) = raw.into_split();
+        let v = ver(version);
+        let trickle = tokio::spawn(async move {
+            // A 1000-byte PSH, one byte every 20 ms: it would take 20 s to complete.
+            let mut wire = frame(v, SYN, 3, &[]);
+            wire.extend(frame(v, PSH, 3, &[5; 1000]));
+            for b in wire {
+                if writer.write_all(&[b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let err = session_error(&mux).await;
+        assert!(start.elapsed() >= keep_alive_timeout);
+        match smux_error(err) {
+            SmuxError::KeepAliveTimeout(t) => assert_eq!(t, keep_alive_timeout),
+            other => panic!("expected a keepalive timeout, got {other:?}"),
+        }
+        // Only the SYN was a complete frame.
+        assert_eq!(mux.stats().frames_in, 1);
+        let mut rest = Vec::new();
+        let _ = within("eof", reader.read_to_end(&mut rest)).await;
+        trickle.abort();
+        healthy.finish().await;
     }
 }
 
