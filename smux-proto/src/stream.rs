@@ -12,6 +12,11 @@ use crate::window::{RecvWindow, SendWindow};
 /// many tiny writes do not become many tiny frames.
 const COALESCE_BELOW: usize = 4096;
 
+/// Received payloads shorter than this are appended to one buffer instead of being queued
+/// one by one, so a peer sending many tiny frames costs about their bytes in memory, not an
+/// allocation and a queue slot (dozens of bytes) each.
+const MERGE_RECV_BELOW: usize = 1024;
+
 /// Where the write half is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteHalf {
@@ -27,6 +32,8 @@ pub(crate) enum WriteHalf {
 pub(crate) struct Stream {
     // Receive half.
     recv: VecDeque<Bytes>,
+    /// Small payloads received after everything in `recv`, merged (see `MERGE_RECV_BELOW`).
+    recv_tail: BytesMut,
     recv_len: usize,
     pub(crate) recv_window: RecvWindow,
     pub(crate) fin_received: bool,
@@ -63,6 +70,7 @@ impl Stream {
     pub(crate) fn new(max_stream_buffer: usize) -> Self {
         Stream {
             recv: VecDeque::new(),
+            recv_tail: BytesMut::new(),
             recv_len: 0,
             recv_window: RecvWindow::new(max_stream_buffer),
             fin_received: false,
@@ -94,6 +102,13 @@ impl Stream {
 
     pub(crate) fn push_recv(&mut self, data: Bytes) {
         self.recv_len += data.len();
+        if data.len() < MERGE_RECV_BELOW {
+            self.recv_tail.extend_from_slice(&data);
+            return;
+        }
+        if !self.recv_tail.is_empty() {
+            self.recv.push_back(self.recv_tail.split().freeze());
+        }
         self.recv.push_back(data);
     }
 
@@ -102,6 +117,10 @@ impl Stream {
         let mut n = 0;
         while n < buf.len() {
             let Some(front) = self.recv.front_mut() else {
+                let k = self.recv_tail.len().min(buf.len() - n);
+                buf[n..n + k].copy_from_slice(&self.recv_tail[..k]);
+                self.recv_tail.advance(k);
+                n += k;
                 break;
             };
             let k = front.len().min(buf.len() - n);
@@ -119,11 +138,14 @@ impl Stream {
 
     /// Takes up to `max > 0` buffered bytes without copying.
     pub(crate) fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
-        let front = self.recv.front_mut()?;
-        let chunk = if front.len() <= max {
-            self.recv.pop_front()?
-        } else {
-            front.split_to(max)
+        let chunk = match self.recv.front_mut() {
+            Some(front) if front.len() <= max => self.recv.pop_front()?,
+            Some(front) => front.split_to(max),
+            None if self.recv_tail.is_empty() => return None,
+            None => {
+                let k = self.recv_tail.len().min(max);
+                self.recv_tail.split_to(k).freeze()
+            }
         };
         self.recv_len -= chunk.len();
         Some(chunk)
@@ -133,6 +155,7 @@ impl Stream {
     pub(crate) fn discard_recv(&mut self) -> usize {
         let n = self.recv_len;
         self.recv.clear();
+        self.recv_tail = BytesMut::new();
         self.recv_len = 0;
         n
     }
@@ -227,6 +250,44 @@ mod tests {
         let b = s.take_send(64);
         assert_eq!(b.len(), 36);
         assert_eq!(b[0], 64);
+    }
+
+    #[test]
+    fn tiny_payloads_are_merged_and_read_in_order() {
+        let mut s = Stream::new(65536);
+        let mut expected = Vec::new();
+        for i in 0..3000u32 {
+            // Tiny payloads, with a large one now and then.
+            let len = if i % 1000 == 999 {
+                5000
+            } else {
+                1 + (i % 3) as usize
+            };
+            let data: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            expected.extend_from_slice(&data);
+            s.push_recv(Bytes::from(data));
+        }
+        assert_eq!(s.recv_len(), expected.len());
+        // Three large chunks, each preceded by one merged run of tiny ones, then one more run.
+        assert_eq!(s.recv.len(), 6, "tiny payloads are not queued one by one");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 7];
+        let mut toggle = false;
+        while s.recv_len() > 0 {
+            toggle = !toggle;
+            if toggle {
+                let n = s.read_into(&mut buf);
+                got.extend_from_slice(&buf[..n]);
+            } else {
+                got.extend_from_slice(&s.read_chunk(11).unwrap());
+            }
+        }
+        assert_eq!(got, expected);
+        assert_eq!(s.read_chunk(10), None);
+        assert_eq!(s.read_into(&mut buf), 0);
+        s.push_recv(Bytes::from_static(b"x"));
+        assert_eq!(s.discard_recv(), 1);
+        assert_eq!(s.read_chunk(10), None);
     }
 
     #[test]
