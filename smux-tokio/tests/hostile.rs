@@ -960,6 +960,86 @@ async fn unread_input_is_bounded_by_the_receive_buffer() {
     }
 }
 
+/// Unread input costs memory close to its byte count, whatever its framing: one-byte frames
+/// (a queue slot and an allocation each, if they were kept one by one) and frames that would
+/// pin whole transport reads (one small frame for an unread stream in each 64 KiB read, the
+/// rest for a stream that is read) stay within a small multiple of `max_receive_buffer` in RSS.
+/// The peer generates its frames as it writes, so the measurement sees our buffers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_input_memory_whatever_the_framing() {
+    let _serial = SERIAL.lock().await;
+    for pinning in [None, Some(8192), Some(32 * 1024)] {
+        // Smaller for one-byte frames, which take long to send and process.
+        let max_receive_buffer: usize = if pinning.is_some() { 4 << 20 } else { 1 << 20 };
+        let v = ver(Version::V1);
+        let cfg = MuxConfig {
+            max_receive_buffer,
+            ..config(Version::V1)
+        };
+        let (ours, raw, _) = tcp_pair_with(true).await;
+        let mux = Mux::server(ours, cfg).unwrap();
+        let (reader, mut writer) = raw.into_split();
+        let rss_before = rss_bytes();
+        let written = Arc::new(AtomicUsize::new(0));
+        let flood = tokio::spawn({
+            let written = written.clone();
+            async move {
+                let mut burst = frame(v, SYN, 3, &[]);
+                burst.extend(frame(v, SYN, 5, &[]));
+                let rest = vec![7; 64 * 1024 - pinning.unwrap_or(0) - 16];
+                // Enough to fill the budget twice over, in 64 KiB bursts.
+                for _ in 0..(2 * max_receive_buffer) / pinning.unwrap_or(64 * 1024 / 9) {
+                    match pinning {
+                        Some(small) => {
+                            burst.extend(frame(v, PSH, 3, &vec![3; small]));
+                            burst.extend(frame(v, PSH, 5, &rest));
+                        }
+                        None => {
+                            for _ in 0..64 * 1024 / 9 {
+                                burst.extend(frame(v, PSH, 3, &[1]));
+                            }
+                        }
+                    }
+                    if writer.write_all(&burst).await.is_err() {
+                        return;
+                    }
+                    written.fetch_add(burst.len(), Ordering::Relaxed);
+                    burst.clear();
+                }
+            }
+        });
+        let driver = tokio::spawn({
+            let mux = mux.clone();
+            async move { mux.drive().await }
+        });
+        let unread = within("accept", mux.accept()).await.unwrap();
+        let mut read = within("accept", mux.accept()).await.unwrap();
+        let drain = tokio::spawn(async move {
+            let mut buf = vec![0; 64 * 1024];
+            while read.read(&mut buf).await.unwrap_or(0) > 0 {}
+        });
+        // The flood stalls once the budget is used up by stream 3.
+        let settled = settles_below(&written, usize::MAX, "peer writes").await;
+        let rss_growth = rss_bytes().saturating_sub(rss_before);
+        println!(
+            "unread frames of {:?} bytes: the peer stalled after {settled} bytes; RSS grew by \
+             {} KiB (max_receive_buffer {} KiB)",
+            pinning.unwrap_or(1),
+            rss_growth / 1024,
+            max_receive_buffer / 1024
+        );
+        assert!(
+            rss_growth < 6 * max_receive_buffer,
+            "{max_receive_buffer} bytes of unread input cost {rss_growth} bytes of RSS"
+        );
+        for task in [flood, drain] {
+            task.abort();
+        }
+        driver.abort();
+        drop((unread, reader, mux));
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // A peer that never reads: our writes block, buffered output stays bounded
 
