@@ -12,10 +12,10 @@ use crate::window::{RecvWindow, SendWindow};
 /// many tiny writes do not become many tiny frames.
 const COALESCE_BELOW: usize = 4096;
 
-/// Received payloads shorter than this are appended to one buffer instead of being queued
-/// one by one, so a peer sending many tiny frames costs about their bytes in memory, not an
-/// allocation and a queue slot (dozens of bytes) each.
-const MERGE_RECV_BELOW: usize = 1024;
+/// Received payloads, and written chunks, shorter than this are appended to one buffer
+/// instead of being queued one by one, so many tiny frames (or writes) cost about their bytes
+/// in memory, not an allocation and a queue slot (dozens of bytes) each.
+const MERGE_BELOW: usize = 1024;
 
 /// Where the write half is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub(crate) enum WriteHalf {
 pub(crate) struct Stream {
     // Receive half.
     recv: VecDeque<Bytes>,
-    /// Small payloads received after everything in `recv`, merged (see `MERGE_RECV_BELOW`).
+    /// Small payloads received after everything in `recv`, merged (see `MERGE_BELOW`).
     recv_tail: BytesMut,
     recv_len: usize,
     pub(crate) recv_window: RecvWindow,
@@ -42,6 +42,8 @@ pub(crate) struct Stream {
 
     // Send half.
     send: VecDeque<Bytes>,
+    /// Small chunks written after everything in `send`, merged (see `MERGE_BELOW`).
+    send_tail: BytesMut,
     send_len: usize,
     pub(crate) send_window: SendWindow,
     pub(crate) write_half: WriteHalf,
@@ -76,6 +78,7 @@ impl Stream {
             fin_received: false,
             read_blocked: true,
             send: VecDeque::new(),
+            send_tail: BytesMut::new(),
             send_len: 0,
             send_window: SendWindow::new(),
             write_half: WriteHalf::Open,
@@ -102,7 +105,7 @@ impl Stream {
 
     pub(crate) fn push_recv(&mut self, data: Bytes) {
         self.recv_len += data.len();
-        if data.len() < MERGE_RECV_BELOW {
+        if data.len() < MERGE_BELOW {
             self.recv_tail.extend_from_slice(&data);
             return;
         }
@@ -162,22 +165,37 @@ impl Stream {
 
     pub(crate) fn push_send(&mut self, data: Bytes) {
         self.send_len += data.len();
+        if data.len() < MERGE_BELOW {
+            self.send_tail.extend_from_slice(&data);
+            return;
+        }
+        if !self.send_tail.is_empty() {
+            self.send.push_back(self.send_tail.split().freeze());
+        }
         self.send.push_back(data);
     }
 
     /// Cuts the next frame's payload, at most `limit > 0` bytes, from the send queue.
     pub(crate) fn take_send(&mut self, limit: usize) -> Bytes {
         let Some(front) = self.send.front_mut() else {
-            return Bytes::new();
+            let k = self.send_tail.len().min(limit);
+            self.send_len -= k;
+            return self.send_tail.split_to(k).freeze();
         };
         let payload = if front.len() >= limit {
             front.split_to(limit)
-        } else if front.len() >= COALESCE_BELOW || self.send.len() == 1 {
+        } else if front.len() >= COALESCE_BELOW
+            || (self.send.len() == 1 && self.send_tail.is_empty())
+        {
             self.send.pop_front().unwrap_or_default()
         } else {
             let mut merged = BytesMut::with_capacity(self.send_len.min(limit));
             while merged.len() < limit {
                 let Some(front) = self.send.front_mut() else {
+                    // Then the merged tail.
+                    let k = self.send_tail.len().min(limit - merged.len());
+                    merged.put_slice(&self.send_tail[..k]);
+                    self.send_tail.advance(k);
                     break;
                 };
                 let k = front.len().min(limit - merged.len());
@@ -201,6 +219,7 @@ impl Stream {
     pub(crate) fn discard_send(&mut self) -> usize {
         let n = self.send_len;
         self.send.clear();
+        self.send_tail = BytesMut::new();
         self.send_len = 0;
         n
     }
@@ -236,6 +255,37 @@ mod tests {
         let a = s.take_send(6000);
         assert_eq!((a.len(), a.as_ptr()), (5000, ptr));
         assert_eq!(s.take_send(6000), vec![2u8; 10]);
+    }
+
+    #[test]
+    fn tiny_writes_are_held_merged_and_framed_in_order() {
+        let mut s = Stream::new(65536);
+        let mut expected = Vec::new();
+        for i in 0..3000u32 {
+            let len = if i % 1000 == 999 {
+                5000
+            } else {
+                1 + (i % 3) as usize
+            };
+            let data: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            expected.extend_from_slice(&data);
+            s.push_send(Bytes::from(data));
+        }
+        assert_eq!(s.send_len(), expected.len());
+        assert_eq!(s.send.len(), 6, "tiny writes are not queued one by one");
+        let mut framed = Vec::new();
+        let mut limit = 1;
+        while s.send_len() > 0 {
+            let payload = s.take_send(limit);
+            assert!(!payload.is_empty() && payload.len() <= limit);
+            framed.extend_from_slice(&payload);
+            limit = limit % 7000 + 333;
+        }
+        assert_eq!(framed, expected);
+        assert!(s.take_send(10).is_empty());
+        s.push_send(Bytes::from_static(b"x"));
+        assert_eq!(s.discard_send(), 1);
+        assert!(s.take_send(10).is_empty());
     }
 
     #[test]
