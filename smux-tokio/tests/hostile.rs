@@ -1150,6 +1150,52 @@ async fn peer_never_reads(
     healthy.finish().await;
 }
 
+/// Tiny writes towards a peer that never reads: the send budgets count bytes, and what they
+/// hold costs about that much memory, however small the writes were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_writes_to_a_peer_that_never_reads() {
+    const MAX_SEND_BUFFER: usize = 512 * 1024;
+    const STREAMS: usize = 4;
+    let _serial = SERIAL.lock().await;
+    let cfg = MuxConfig {
+        max_send_buffer: MAX_SEND_BUFFER,
+        max_stream_send_buffer: MAX_SEND_BUFFER / STREAMS,
+        ..config(Version::V1)
+    };
+    let (ours, _raw, _) = tcp_pair_with(true).await;
+    let mux = Mux::client(ours, cfg).unwrap();
+    let rss_before = rss_bytes();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..STREAMS {
+        let mut s = mux.connect().await.unwrap();
+        let accepted = accepted.clone();
+        writers.push(tokio::spawn(async move {
+            loop {
+                let n = s.write(&[0x55; 4]).await.unwrap();
+                accepted.fetch_add(n, Ordering::Relaxed);
+            }
+        }));
+    }
+    let settled = settles_below(&accepted, 64 << 20, "tiny writes").await;
+    let _ = &_raw;
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
+    println!(
+        "four-byte writes: {settled} bytes accepted; RSS grew by {} KiB (max_send_buffer {} KiB)",
+        rss_growth / 1024,
+        MAX_SEND_BUFFER / 1024
+    );
+    assert!(
+        // The budget (merged buffers may be up to twice their content), the transmit queue,
+        // and 2 MiB for everything else.
+        rss_growth < 3 * MAX_SEND_BUFFER + (2 << 20),
+        "{settled} bytes of four-byte writes cost {rss_growth} bytes of RSS"
+    );
+    for w in writers {
+        w.abort();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_never_reads_stream_budget() {
     let _serial = SERIAL.lock().await;
