@@ -608,6 +608,145 @@ async fn upd_consumed_beyond_sent() {
     }
 }
 
+/// Odd but harmless frames are ignored as Go ignores them, and the session goes on: a SYN
+/// for an open stream, PSH/FIN/UPD for unknown streams, an empty PSH, data after FIN, a NOP
+/// with a stream id, and a peer opening a stream with *our* parity (our next id skips it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_frames_are_tolerated() {
+    let _serial = SERIAL.lock().await;
+    for version in VERSIONS {
+        let v = ver(version);
+        let healthy = Healthy::start(version).await;
+        // Our side is the client (odd ids from 3); the peer squats 3 and 5.
+        let (mux, mut raw) = hostile_pair(Side::Client, config(version)).await;
+        let mut wire = Vec::new();
+        for sid in [3, 5] {
+            wire.extend(frame(v, SYN, sid, &[]));
+        }
+        wire.extend(frame(v, SYN, 3, &[])); // already open
+        wire.extend(frame(v, PSH, 3, b"one "));
+        wire.extend(frame(v, PSH, 1001, b"nobody")); // unknown stream
+        wire.extend(frame(v, FIN, 1003, &[])); // unknown stream
+        if version == Version::V2 {
+            wire.extend(upd(1005, 0, 65536)); // unknown stream
+        }
+        wire.extend(frame(v, PSH, 3, &[])); // empty
+        wire.extend(frame(v, NOP, 77, &[])); // NOP with a stream id
+        wire.extend(frame(v, PSH, 3, b"two"));
+        wire.extend(frame(v, FIN, 3, &[]));
+        wire.extend(frame(v, PSH, 3, b" after FIN")); // dropped
+        raw.write_all(&wire).await.unwrap();
+
+        let mut a = within("accept", mux.accept()).await.unwrap();
+        assert_eq!(a.id(), StreamId::new(3));
+        let mut got = Vec::new();
+        within("read", a.read_to_end(&mut got)).await.unwrap();
+        assert_eq!(got, b"one two");
+        let b = within("accept", mux.accept()).await.unwrap();
+        assert_eq!(b.id(), StreamId::new(5));
+        // Our own next stream skips the ids the peer took.
+        let mut c = mux.connect().await.unwrap();
+        assert_eq!(c.id(), StreamId::new(7));
+        c.write_all(b"hi").await.unwrap();
+        c.flush().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0; 256];
+        within("our frames", async {
+            while !take_frames(&mut seen.clone()).contains(&(PSH, 7, b"hi".to_vec())) {
+                let n = raw.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(!mux.is_closed());
+        let stats = mux.stats();
+        assert_eq!(stats.streams_accepted, 2);
+        assert_eq!(stats.streams_refused, 0);
+        drop((a, b, c));
+        healthy.finish().await;
+    }
+}
+
+/// Version 2: the peer finishes a stream and never grants window again, while staying alive
+/// with NOPs. Our writer, blocked on the window, fails after the keepalive timeout with
+/// `PeerStoppedReading` (Go would block forever); the session and other streams go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_peer_finishes_and_stops_granting_window() {
+    use smux_tokio::proto::WriteError;
+    let _serial = SERIAL.lock().await;
+    let healthy = Healthy::start(Version::V2).await;
+    let keep_alive_timeout = Duration::from_millis(800);
+    let cfg = MuxConfig {
+        keep_alive_interval: Duration::from_millis(100),
+        keep_alive_timeout,
+        ..config(Version::V2)
+    };
+    let (mux, raw) = hostile_pair(Side::Client, cfg).await;
+    let (mut reader, mut writer) = raw.into_split();
+    let mut s = mux.connect().await.unwrap();
+    let sid = s.id();
+    let blocked = tokio::spawn(async move {
+        // Beyond the 256 KiB initial window: blocks once the window is used up.
+        let r = s.write_all(&vec![1; 1 << 20]).await;
+        (s, r)
+    });
+    // The peer reads our data (to the window's end), then sends FIN, then only NOPs.
+    let mut got = 0;
+    let mut wire = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    within("the window's worth of data", async {
+        while got < 256 * 1024 {
+            let n = reader.read(&mut buf).await.unwrap();
+            wire.extend_from_slice(&buf[..n]);
+            for (cmd, id, data) in take_frames(&mut wire) {
+                if cmd == PSH && id == sid.as_u32() {
+                    got += data.len();
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(got, 256 * 1024, "we sent beyond the peer's window");
+    let start = Instant::now();
+    writer
+        .write_all(&frame(2, FIN, sid.as_u32(), &[]))
+        .await
+        .unwrap();
+    let nops = tokio::spawn(async move {
+        loop {
+            if writer.write_all(&frame(2, NOP, 0, &[])).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let drain = tokio::spawn(async move {
+        let mut buf = vec![0; 64 * 1024];
+        while reader.read(&mut buf).await.unwrap_or(0) > 0 {}
+    });
+    let (mut s, r) = within("blocked writer", blocked).await.unwrap();
+    let err = r.unwrap_err();
+    assert!(start.elapsed() >= keep_alive_timeout);
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<WriteError>())
+        .expect("a WriteError inside");
+    assert!(
+        matches!(inner, WriteError::PeerStoppedReading(id) if *id == sid),
+        "{inner:?}"
+    );
+    // The stream still reads the peer's FIN; the session is alive and opens streams.
+    assert_eq!(s.read(&mut [0; 8]).await.unwrap(), 0);
+    assert!(!mux.is_closed());
+    let other = mux.connect().await.unwrap();
+    assert_ne!(other.id(), sid);
+    nops.abort();
+    drain.abort();
+    healthy.finish().await;
+}
+
 // ------------------------------------------------------------------------------------------------
 // SYN flood
 
