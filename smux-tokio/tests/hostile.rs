@@ -1326,8 +1326,8 @@ async fn tiny_writes_to_a_peer_that_never_reads() {
     );
     assert!(
         // The budget (merged buffers may be up to twice their content), the transmit queue,
-        // and 2 MiB for everything else.
-        rss_growth < 3 * MAX_SEND_BUFFER + (2 << 20),
+        // and 3 MiB for everything else (one chunk per write took 10 MiB here).
+        rss_growth < 3 * MAX_SEND_BUFFER + (3 << 20),
         "{settled} bytes of four-byte writes cost {rss_growth} bytes of RSS"
     );
     for w in writers {
