@@ -501,3 +501,44 @@ async fn write_all_dropped_half_way(version: Version) {
 }
 
 matrix!(write_all_dropped_half_way);
+
+// ------------------------------------------------------------------------------------------------
+// Shutdown and close
+
+/// A stream `shutdown` and a `Mux::close` dropped right after their first poll still take
+/// effect: the FIN follows all the data, and the connection closes gracefully, as long as
+/// something drives the mux (here a `drive` task; the mux spawns nothing itself).
+async fn cancelled_shutdown_and_close_still_complete(version: Version) {
+    const LEN: usize = 1 << 20;
+    let (client, server) = mux_pair(config(version), config(version)).await;
+    let driver = spawn({
+        let client = client.clone();
+        async move { client.drive().await }
+    });
+    let data = payload(41, LEN);
+    let mut w = client.connect().await.unwrap();
+    let reader = spawn({
+        let server = server.clone();
+        async move {
+            let mut r = server.accept().await.unwrap();
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.unwrap();
+            got
+        }
+    });
+    w.write_all(&data).await.unwrap();
+    let _ = timeout(Duration::ZERO, w.shutdown()).await;
+    let got = reader.await.unwrap();
+    assert_eq!(got.len(), LEN);
+    assert_eq!(checksum(&got), checksum(&data));
+    // A write after the (cancelled) shutdown fails: the write half is finished.
+    assert!(w.write_all(b"late").await.is_err());
+
+    let _ = timeout(Duration::ZERO, client.close()).await;
+    driver.await.unwrap().expect("closed by this side");
+    assert!(client.is_closed());
+    let end = server.accept().await.unwrap_err();
+    assert_eq!(end.kind(), std::io::ErrorKind::ConnectionAborted, "{end}");
+}
+
+matrix!(cancelled_shutdown_and_close_still_complete);
