@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
+use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
@@ -83,37 +84,62 @@ async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {
     )
 }
 
-/// Writes `data` in random pieces with random pauses, then FIN.
-async fn write_in_pieces(mut s: MuxStream<TcpStream>, data: Vec<u8>, seed: u64) {
+/// Writes `data` in random pieces with random pauses, then FIN. At every multiple of `every`
+/// bytes it flushes and waits until `go` says the reader has caught up.
+async fn write_with_checkpoints(
+    mut s: MuxStream<TcpStream>,
+    data: Vec<u8>,
+    seed: u64,
+    every: usize,
+    go: Receiver<()>,
+) {
     let mut rng = Rng::new(seed);
     let mut at = 0;
     while at < data.len() {
-        let end = (at + 1 + rng.up_to(40_000)).min(data.len());
+        let checkpoint = (at / every + 1) * every;
+        let end = (at + 1 + rng.up_to(40_000)).min(checkpoint).min(data.len());
         s.write_all(&data[at..end]).await.unwrap();
         at = end;
-        if rng.up_to(2) == 0 {
+        if at == checkpoint && at < data.len() {
+            s.flush().await.unwrap();
+            go.recv().await.unwrap();
+        } else if rng.up_to(2) == 0 {
             Timer::after(Duration::from_millis(1)).await;
         }
     }
     s.close().await.unwrap();
 }
 
-/// A reader whose reads are dropped again and again still gets every byte, in order.
+/// A reader whose reads are dropped again and again still gets every byte, in order. At each
+/// checkpoint the writer waits until the reader has everything, and the reader's next read
+/// must find nothing and is dropped, so cancellations are certain.
 async fn cancelled_reads_lose_nothing(version: Version) {
     const LEN: usize = 1 << 20;
+    const EVERY: usize = 128 * 1024;
     let (client, server) = mux_pair(version).await;
     let data = payload(1, LEN);
-    let writer = smol::spawn(write_in_pieces(
+    let (go, wait) = smol::channel::unbounded();
+    let writer = smol::spawn(write_with_checkpoints(
         client.connect().await.unwrap(),
         data.clone(),
         2,
+        EVERY,
+        wait,
     ));
     let mut s = server.accept().await.unwrap();
     let mut rng = Rng::new(3);
     let mut got = Vec::with_capacity(LEN);
     let mut buf = vec![0; 20_000];
     let mut cancelled = 0;
+    let mut checkpoint = EVERY;
     loop {
+        if got.len() == checkpoint && checkpoint < LEN {
+            let probe = or_cancel(Duration::ZERO, s.read(&mut buf)).await;
+            assert!(probe.is_none(), "a read found data the writer never sent");
+            cancelled += 1;
+            checkpoint += EVERY;
+            go.send(()).await.unwrap();
+        }
         let max = 1 + rng.up_to(buf.len() - 1);
         match or_cancel(rng.tiny(), s.read(&mut buf[..max])).await {
             Some(Ok(0)) => break,
@@ -125,7 +151,10 @@ async fn cancelled_reads_lose_nothing(version: Version) {
     writer.await;
     assert_eq!(got.len(), LEN);
     assert!(got == data, "data lost or reordered");
-    assert!(cancelled > 0, "no read was ever cancelled");
+    assert!(
+        cancelled >= LEN / EVERY - 1,
+        "only {cancelled} reads cancelled"
+    );
     // Still usable.
     let mut a = client.connect().await.unwrap();
     a.write_all(b"after").await.unwrap();
@@ -139,7 +168,11 @@ async fn cancelled_reads_lose_nothing(version: Version) {
 /// Accepts dropped by tiny timers never lose a stream.
 async fn cancelled_accepts_lose_no_stream(version: Version) {
     const STREAMS: u32 = 100;
+    // After each batch the opener waits until all of it was accepted; the acceptor's next
+    // accept must find nothing and is dropped, so cancellations are certain.
+    const BATCH: u32 = 10;
     let (client, server) = mux_pair(version).await;
+    let (go, wait) = smol::channel::unbounded::<()>();
     let opener = smol::spawn({
         let client = client.clone();
         async move {
@@ -148,7 +181,9 @@ async fn cancelled_accepts_lose_no_stream(version: Version) {
                 let mut s = client.connect().await.unwrap();
                 s.write_all(&i.to_le_bytes()).await.unwrap();
                 s.close().await.unwrap();
-                if rng.up_to(2) == 0 {
+                if (i + 1) % BATCH == 0 && i + 1 < STREAMS {
+                    wait.recv().await.unwrap();
+                } else if rng.up_to(2) == 0 {
                     Timer::after(Duration::from_millis(1)).await;
                 }
             }
@@ -157,7 +192,18 @@ async fn cancelled_accepts_lose_no_stream(version: Version) {
     let mut rng = Rng::new(6);
     let mut seen = BTreeSet::new();
     let mut cancelled = 0;
+    let mut batch_end = BATCH as usize;
     while seen.len() < STREAMS as usize {
+        if seen.len() == batch_end {
+            let probe = or_cancel(Duration::ZERO, server.accept()).await;
+            assert!(
+                probe.is_none(),
+                "an accept found a stream nobody opened yet"
+            );
+            cancelled += 1;
+            batch_end += BATCH as usize;
+            go.send(()).await.unwrap();
+        }
         let Some(s) = or_cancel(rng.tiny(), server.accept()).await else {
             cancelled += 1;
             continue;
@@ -169,7 +215,10 @@ async fn cancelled_accepts_lose_no_stream(version: Version) {
     }
     opener.await;
     assert_eq!(seen, (0..STREAMS).collect());
-    assert!(cancelled > 0, "no accept was ever cancelled");
+    assert!(
+        cancelled >= (STREAMS / BATCH - 1) as usize,
+        "only {cancelled} accepts cancelled"
+    );
     assert_eq!(server.stats().streams_accepted, u64::from(STREAMS));
 }
 

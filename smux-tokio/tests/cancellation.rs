@@ -12,6 +12,7 @@ use std::time::Duration;
 use smux_tokio::{Mux, MuxConfig, MuxStream, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 type TcpMux = Mux<TcpStream>;
@@ -121,6 +122,34 @@ async fn write_in_pieces(mut s: TcpMuxStream, data: Vec<u8>, seed: u64) {
     s.shutdown().await.unwrap();
 }
 
+/// Like `write_in_pieces`, but stops at every multiple of `every` bytes until `go` says the
+/// reader has caught up (so that the reader's next read has nothing to find).
+async fn write_with_checkpoints(
+    mut s: TcpMuxStream,
+    data: Vec<u8>,
+    seed: u64,
+    every: usize,
+    mut go: mpsc::UnboundedReceiver<()>,
+) {
+    let mut rng = Rng::new(seed);
+    let mut at = 0;
+    while at < data.len() {
+        let checkpoint = (at / every + 1) * every;
+        let end = (at + 1 + rng.up_to(40_000)).min(checkpoint).min(data.len());
+        s.write_all(&data[at..end]).await.unwrap();
+        at = end;
+        if at == checkpoint && at < data.len() {
+            // Everything written must reach the reader while this task waits: flush (in
+            // version 2 the rest of it waits for window, which only a poll of the mux uses).
+            s.flush().await.unwrap();
+            go.recv().await.unwrap();
+        } else if rng.up_to(3) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    s.shutdown().await.unwrap();
+}
+
 /// The mux pair still works: a fresh stream echoes a message.
 async fn still_usable(client: &TcpMux, server: &TcpMux) {
     let mut a = client.connect().await.unwrap();
@@ -187,20 +216,34 @@ where
 /// in order; so does one reading with `read_chunk`.
 async fn cancelled_reads_lose_nothing(version: Version) {
     const LEN: usize = 2 << 20;
+    // The writer waits at each checkpoint until the reader has everything; the reader then
+    // makes one read that must find nothing and is dropped, so cancellations are certain.
+    const EVERY: usize = 256 * 1024;
     let (client, server) = mux_pair(config(version), config(version)).await;
     let data = payload(1, LEN);
     for (i, use_chunks) in [false, true].into_iter().enumerate() {
-        let writer = spawn(write_in_pieces(
+        let (go, wait) = mpsc::unbounded_channel();
+        let writer = spawn(write_with_checkpoints(
             client.connect().await.unwrap(),
             data.clone(),
             i as u64,
+            EVERY,
+            wait,
         ));
         let mut s = server.accept().await.unwrap();
         let mut rng = Rng::new(7 + i as u64);
         let mut got = Vec::with_capacity(LEN);
         let mut cancelled = 0;
         let mut buf = vec![0; 20_000];
+        let mut checkpoint = EVERY;
         loop {
+            if got.len() == checkpoint && checkpoint < LEN {
+                let probe = timeout(Duration::ZERO, s.read(&mut buf)).await;
+                assert!(probe.is_err(), "a read found data the writer never sent");
+                cancelled += 1;
+                checkpoint += EVERY;
+                go.send(()).unwrap();
+            }
             let max = 1 + rng.up_to(buf.len() - 1);
             let d = rng.tiny();
             let read = if use_chunks {
@@ -221,7 +264,10 @@ async fn cancelled_reads_lose_nothing(version: Version) {
         writer.await.unwrap();
         assert_eq!(got.len(), LEN);
         assert_eq!(checksum(&got), checksum(&data));
-        assert!(cancelled > 0, "no read was ever cancelled");
+        assert!(
+            cancelled >= LEN / EVERY - 1,
+            "only {cancelled} reads cancelled"
+        );
     }
     still_usable(&client, &server).await;
 }
@@ -309,7 +355,11 @@ matrix!(read_exact_dropped_half_way);
 /// stream the client opened is accepted exactly once.
 async fn cancelled_accepts_lose_no_stream(version: Version) {
     const STREAMS: u32 = 200;
+    // The opener waits after each batch until all of it was accepted; the acceptor then makes
+    // one accept that must find nothing and is dropped, so cancellations are certain.
+    const BATCH: u32 = 20;
     let (client, server) = mux_pair(config(version), config(version)).await;
+    let (go, mut wait) = mpsc::unbounded_channel::<()>();
     let opener = spawn({
         let client = client.clone();
         async move {
@@ -318,10 +368,10 @@ async fn cancelled_accepts_lose_no_stream(version: Version) {
                 let mut s = client.connect().await.unwrap();
                 s.write_all(&i.to_le_bytes()).await.unwrap();
                 s.shutdown().await.unwrap();
-                match rng.up_to(3) {
-                    0 => tokio::task::yield_now().await,
-                    1 => tokio::time::sleep(Duration::from_millis(1)).await,
-                    _ => {}
+                if (i + 1) % BATCH == 0 && i + 1 < STREAMS {
+                    wait.recv().await.unwrap();
+                } else if rng.up_to(2) == 0 {
+                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -330,7 +380,15 @@ async fn cancelled_accepts_lose_no_stream(version: Version) {
     let mut seen = BTreeSet::new();
     let mut ids = BTreeSet::new();
     let mut cancelled = 0;
+    let mut batch_end = BATCH as usize;
     while seen.len() < STREAMS as usize {
+        if seen.len() == batch_end {
+            let probe = timeout(Duration::ZERO, server.accept()).await;
+            assert!(probe.is_err(), "an accept found a stream nobody opened yet");
+            cancelled += 1;
+            batch_end += BATCH as usize;
+            go.send(()).unwrap();
+        }
         let accepted = if rng.up_to(1) == 0 {
             timeout(rng.tiny(), server.accept()).await.ok()
         } else {
@@ -351,7 +409,10 @@ async fn cancelled_accepts_lose_no_stream(version: Version) {
     }
     opener.await.unwrap();
     assert_eq!(seen, (0..STREAMS).collect());
-    assert!(cancelled > 0, "no accept was ever cancelled");
+    assert!(
+        cancelled >= (STREAMS / BATCH - 1) as usize,
+        "only {cancelled} accepts cancelled"
+    );
     assert_eq!(server.stats().streams_accepted, u64::from(STREAMS));
     still_usable(&client, &server).await;
 }
@@ -415,9 +476,13 @@ async fn cancelled_writes_deliver_what_they_reported(version: Version) {
     let (client, server) = mux_pair_with(small, receiver, true).await;
     let data = payload(21, LEN);
     let mut w = client.connect().await.unwrap();
+    // The reader starts only once a write was cancelled (nobody reading, the buffers fill up
+    // and a write must wait), so cancellations are certain.
+    let (start, mut started) = mpsc::unbounded_channel::<()>();
     let reader = spawn({
         let server = server.clone();
         async move {
+            started.recv().await.unwrap();
             let mut r = server.accept().await.unwrap();
             let mut got = Vec::new();
             let mut buf = vec![0; 4096];
@@ -441,7 +506,10 @@ async fn cancelled_writes_deliver_what_they_reported(version: Version) {
         let end = (at + 1 + rng.up_to(50_000)).min(LEN);
         match timeout(rng.tiny(), w.write(&data[at..end])).await {
             Ok(n) => at += n.unwrap(),
-            Err(_) => cancelled += 1,
+            Err(_) => {
+                cancelled += 1;
+                let _ = start.send(());
+            }
         }
         // Cancelled flushes do not disturb anything either.
         if rng.up_to(15) == 0 {

@@ -10,8 +10,8 @@
 //!   could push or we could queue, and process RSS).
 //!
 //! The tests take a file-wide lock so that they run one at a time: the RSS measurement and the
-//! "the peer's writes stall" checks are then not disturbed by the other cases, and the whole
-//! file still runs in a few seconds.
+//! "the peer's writes stall" checks are then not disturbed by the other cases; the whole file
+//! takes about 20 s.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -1301,7 +1301,8 @@ async fn tiny_writes_to_a_peer_that_never_reads() {
         max_stream_send_buffer: MAX_SEND_BUFFER / STREAMS,
         ..config(Version::V1)
     };
-    let (ours, _raw, _) = tcp_pair_with(true).await;
+    // The peer: connected, and never reading.
+    let (ours, raw, _) = tcp_pair_with(true).await;
     let mux = Mux::client(ours, cfg).unwrap();
     let rss_before = rss_bytes();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -1317,7 +1318,6 @@ async fn tiny_writes_to_a_peer_that_never_reads() {
         }));
     }
     let settled = settles_below(&accepted, 64 << 20, "tiny writes").await;
-    let _ = &_raw;
     let rss_growth = rss_bytes().saturating_sub(rss_before);
     println!(
         "four-byte writes: {settled} bytes accepted; RSS grew by {} KiB (max_send_buffer {} KiB)",
@@ -1333,6 +1333,7 @@ async fn tiny_writes_to_a_peer_that_never_reads() {
     for w in writers {
         w.abort();
     }
+    drop(raw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
