@@ -23,10 +23,10 @@ pub const UPD_PAYLOAD_LEN: usize = 8;
 pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize;
 
 /// Payloads shorter than this are copied out of the read buffer instead of sharing it, so that
-/// a small unread frame never pins a large receive buffer in memory: a frame that keeps a read
-/// buffer alive is at least this big (a quarter of smux-futures' largest 64 KiB read), which
-/// bounds the memory held to a small multiple of the receive budget.
-pub(crate) const ZERO_COPY_MIN: usize = 16 * 1024;
+/// a small unread frame never pins a large receive buffer in memory: with the 64 KiB reads of
+/// the drivers, an unread zero-copy payload pins at most a few times its size. Go's default
+/// 32 KiB frames, and larger ones, stay zero-copy.
+pub(crate) const ZERO_COPY_MIN: usize = 32 * 1024;
 
 /// Protocol version. Both ends must be configured with the same one; there is no negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -574,12 +574,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn large_payloads_share_the_read_buffer() {
+    /// Decodes one PSH of `len` bytes; returns whether its payload shares the read buffer.
+    fn payload_shares_buffer(len: usize) -> bool {
         let mut bytes = Vec::new();
         Frame::Psh {
             stream_id: sid(3),
-            data: Bytes::from(vec![9u8; 20_000]),
+            data: Bytes::from(vec![9u8; len]),
         }
         .encode(Version::V1, &mut bytes)
         .unwrap();
@@ -590,6 +590,22 @@ mod tests {
         else {
             panic!("expected PSH")
         };
-        assert_eq!(data.as_ptr() as usize, start + HEADER_LEN);
+        assert_eq!(data, vec![9u8; len]);
+        data.as_ptr() as usize == start + HEADER_LEN
+    }
+
+    #[test]
+    fn large_payloads_share_the_read_buffer() {
+        // Go's default frame size and above: zero-copy.
+        assert!(payload_shares_buffer(32_768));
+        assert!(payload_shares_buffer(65_535));
+    }
+
+    #[test]
+    fn smaller_payloads_are_copied() {
+        // Shared, an unread 16 KiB frame would keep a whole 64 KiB transport read alive.
+        assert!(!payload_shares_buffer(16_384));
+        assert!(!payload_shares_buffer(32_767));
+        assert!(!payload_shares_buffer(10));
     }
 }

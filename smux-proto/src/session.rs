@@ -906,12 +906,18 @@ impl Session {
         self.drain_control();
     }
 
+    /// Moves control frames into the transmit queue while it holds less than
+    /// `TRANSMIT_TARGET`; beyond that they wait in `control`, where `CONTROL_QUEUE_LIMIT`
+    /// applies (a peer that floods SYNs and reads nothing must not grow the transmit queue).
     fn drain_control(&mut self) {
         if self.nop_queued {
             self.nop_queued = false;
             self.control.push_back(Control::Nop);
         }
-        while let Some(control) = self.control.pop_front() {
+        while self.outbox.len() < TRANSMIT_TARGET {
+            let Some(control) = self.control.pop_front() else {
+                break;
+            };
             match control {
                 Control::Syn(id) => self.outbox.push_control(Cmd::Syn, id),
                 Control::Fin(id) => {

@@ -114,6 +114,45 @@ fn syn_flood_without_reading_pauses_input_instead_of_growing_memory() {
 }
 
 #[test]
+fn syn_flood_against_a_blocked_transport_pauses_input() {
+    // As a driver does it: after each input, the session is asked for output, which the
+    // transport (the attacker, who reads nothing) never takes.
+    let mut pair = Pair::new(Config {
+        accept_backlog: 0,
+        ..Config::default()
+    });
+    let mut flood = BytesMut::new();
+    for i in 0..200_000u32 {
+        Frame::Syn {
+            stream_id: StreamId::new(2 * i + 2),
+        }
+        .encode(Version::V1, &mut flood)
+        .unwrap();
+    }
+    for _ in 0..1000 {
+        pair.client.handle_input(pair.now, &mut flood).unwrap();
+        let mut slices = [IoSlice::new(&[]); 16];
+        pair.client.poll_transmit(&mut slices);
+        if !pair.client.wants_read() {
+            break;
+        }
+    }
+    assert!(!pair.client.wants_read());
+    // Refusals are held: a transmit queue's worth (256 KiB of 8-byte FINs) and the control
+    // queue limit (4096), not the whole flood.
+    let refused = pair.client.stats().streams_refused;
+    assert!(
+        refused <= 256 * 1024 / 8 + 4096 + 1,
+        "refused {refused} before pausing"
+    );
+    assert!(!flood.is_empty(), "the rest stays in the transport");
+    // Once the refusals are sent, reading resumes, and every refusal went out.
+    let fins = transmit_frames(&mut pair.client);
+    assert_eq!(fins.len() as u64, refused);
+    assert!(pair.client.wants_read());
+}
+
+#[test]
 fn hundred_thousand_idle_streams_fit_in_the_core() {
     let mut pair = Pair::new(Config {
         max_streams: 200_000,
