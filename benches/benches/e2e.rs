@@ -466,6 +466,12 @@ async fn setup_tcp(handler: Handler<TcpStream>) -> Opener<TcpStream> {
 
 type OursTokio = smux_tokio::MuxStream<TcpStream>;
 
+/// `SMUX_BENCH_CLIENT_DRIVE=1`: our client mux also gets a task in `Mux::drive` (an
+/// experiment; by default only the streams' own polls drive the client, as documented).
+fn client_drive() -> bool {
+    std::env::var("SMUX_BENCH_CLIENT_DRIVE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// smux-tokio: the server runs an accept loop; the client has no task of its own (the
 /// streams' polls drive it, the documented default use).
 async fn setup_ours_tokio(config: MuxConfig, handler: Handler<OursTokio>) -> Opener<OursTokio> {
@@ -477,6 +483,12 @@ async fn setup_ours_tokio(config: MuxConfig, handler: Handler<OursTokio>) -> Ope
         }
     });
     let client = smux_tokio::Mux::client(c, config).expect("config");
+    if client_drive() {
+        let driven = client.clone();
+        tokio::spawn(async move {
+            let _ = driven.drive().await;
+        });
+    }
     Arc::new(move || {
         let client = client.clone();
         Box::pin(async move { client.connect().await })
@@ -505,6 +517,13 @@ async fn setup_ours_smol(config: MuxConfig, handler: Handler<OursSmol>) -> Opene
     })
     .detach();
     let client = smux_smol::client(c, config).expect("config");
+    if client_drive() {
+        let driven = client.clone();
+        smol::spawn(async move {
+            let _ = driven.drive().await;
+        })
+        .detach();
+    }
     Arc::new(move || {
         let client = client.clone();
         Box::pin(async move { Ok(client.connect().await?.compat()) })
