@@ -547,6 +547,7 @@ async fn setup_async_smux(handler: Handler<AsyncSmuxStream>) -> Opener<AsyncSmux
     let (connector, client_acceptor, worker) =
         async_smux::MuxBuilder::client().with_connection(c).build();
     tokio::spawn(worker);
+    // The session ends when all its handles are gone: the opener keeps the client's acceptor.
     let keep = Arc::new(Mutex::new(client_acceptor));
     Arc::new(move || {
         let _ = &keep;
@@ -620,6 +621,7 @@ async fn setup_yamux(
     let (c, s) = tcp_pair().await;
     let server = yamux_connection(s, yamux::Mode::Server, config.clone(), Some(handler));
     let client = yamux_connection(c, yamux::Mode::Client, config, None);
+    // The opener keeps the server's request channel too, so its driver never sees it end.
     Arc::new(move || {
         let _ = &server;
         let (tx, rx) = oneshot::channel();
