@@ -619,11 +619,15 @@ async fn setup_yamux(
         config.set_max_num_streams(n);
     }
     let (c, s) = tcp_pair().await;
-    let server = yamux_connection(s, yamux::Mode::Server, config.clone(), Some(handler));
+    // The server opens no streams: its request channel is not needed (its driver runs on).
+    drop(yamux_connection(
+        s,
+        yamux::Mode::Server,
+        config.clone(),
+        Some(handler),
+    ));
     let client = yamux_connection(c, yamux::Mode::Client, config, None);
-    // The opener keeps the server's request channel too, so its driver never sees it end.
     Arc::new(move || {
-        let _ = &server;
         let (tx, rx) = oneshot::channel();
         let sent = client.unbounded_send(tx);
         Box::pin(async move {
