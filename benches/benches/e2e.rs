@@ -659,9 +659,12 @@ fn ours_config(version: u8, big_window: bool, scenario: Scenario, p: Params) -> 
     config
 }
 
+/// The runtime of every tokio peer: multi-thread, 2 workers (`SMUX_BENCH_TOKIO_WORKERS=N` to
+/// experiment).
 fn tokio_runtime() -> tokio::runtime::Runtime {
+    let workers = env_u64("SMUX_BENCH_TOKIO_WORKERS").map_or(2, |n| n.max(1) as usize);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("tokio runtime")
