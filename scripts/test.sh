@@ -20,6 +20,9 @@ cargo test --workspace --doc
 echo "== benchmarks compile"
 cargo bench --workspace --no-run
 
+echo "== end-to-end benchmark harness, smoke run (tiny sizes: checks that it works, measures nothing)"
+SMUX_BENCH_SMOKE=1 cargo bench -p smux-benches --bench e2e
+
 if cargo +nightly --version >/dev/null 2>&1; then
   echo "== fuzz targets build (nightly)"
   command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -8,6 +8,8 @@
 //	-mode client   connect to -addr and run a smux client session on it
 //	-mode vectors  write the bytes Go smux itself puts on the wire for every command, both
 //	               versions, into files under -out (golden vectors); no network
+//	-mode bench    a Go smux client and server in this process run one benchmark scenario
+//	               (bench.go; used by benches/benches/e2e.rs)
 //
 // In server and client mode the session does two things at once:
 //
@@ -50,7 +52,7 @@ import (
 )
 
 var (
-	mode         = flag.String("mode", "server", "server, client or vectors")
+	mode         = flag.String("mode", "server", "server, client, vectors or bench")
 	addr         = flag.String("addr", "127.0.0.1:0", "server: address to listen on; client: address to connect to")
 	version      = flag.Int("version", 1, "smux protocol version, 1 or 2")
 	kaInterval   = flag.Int("keepalive-interval", 10000, "keepalive interval in ms")
@@ -197,6 +199,9 @@ func main() {
 	switch *mode {
 	case "vectors":
 		writeVectors()
+		return
+	case "bench":
+		runBench()
 		return
 	case "server":
 		ln, err := net.Listen("tcp", *addr)

@@ -1,0 +1,1409 @@
+//! End-to-end benchmark over loopback TCP: smux-rs (smux-tokio and smux-smol, protocol
+//! versions 1 and 2) beside raw TCP, `async_smux` 0.4, `yamux` 0.14 and Go's xtaci/smux.
+//!
+//! `cargo bench -p smux-benches --bench e2e` runs every case and prints a markdown table
+//! (medians of 3 runs) and the ratios to the performance targets; see `benches/README.md`
+//! for the scenarios, the settings and the environment variables (`SMUX_BENCH_SMOKE=1` for a
+//! short run, `SMUX_BENCH_FILTER=tokio,go` for a subset, ...).
+//!
+//! Every run of a case is a fresh child process (this executable re-run with `--case`), so
+//! peak RSS and CPU time belong to that case alone; client and server both live in it and
+//! talk over one loopback TCP connection (raw TCP: one connection per stream). The Go cases
+//! run the Go peer (`interop/go-peer`, `-mode bench`), which is its own client and server.
+
+use std::collections::BTreeMap;
+use std::future::{poll_fn, Future};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use smux_tokio::{MuxConfig, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+
+/// Size of every write in the bulk scenarios (and of the server's read buffer).
+const CHUNK: usize = 64 * 1024;
+/// Streams (or TCP connections) at once in the `bulk8` scenario.
+const BULK_STREAMS: usize = 8;
+/// Tasks opening streams at once in the `idle` scenario.
+const IDLE_OPENERS: usize = 64;
+/// `max_stream_buffer` of the extra version-2 column.
+const BIG_WINDOW: usize = 4 << 20;
+/// Above this many idle streams, the peers whose stream opening is quadratic get special
+/// treatment (see [`Peer::idle_slow`]).
+const IDLE_SLOW_ABOVE: u64 = 10_000;
+/// Clock ticks per second of `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+const CLK_TCK: f64 = 100.0;
+const GIB: f64 = (1u64 << 30) as f64;
+
+// ------------------------------------------------------------------------------------------------
+// Scenarios and peers
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Scenario {
+    /// One stream, client to server, in 64 KiB writes.
+    Bulk1,
+    /// [`BULK_STREAMS`] streams at once, the same bytes in all.
+    Bulk8,
+    /// Sequential open + 1-byte echo + close.
+    Rr,
+    /// Many streams opened (1-byte echo each) and held open by both ends.
+    Idle,
+}
+
+const SCENARIOS: [Scenario; 4] = [
+    Scenario::Bulk1,
+    Scenario::Bulk8,
+    Scenario::Rr,
+    Scenario::Idle,
+];
+
+impl Scenario {
+    fn key(self) -> &'static str {
+        match self {
+            Scenario::Bulk1 => "bulk1",
+            Scenario::Bulk8 => "bulk8",
+            Scenario::Rr => "rr",
+            Scenario::Idle => "idle",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Scenario> {
+        SCENARIOS.into_iter().find(|sc| sc.key() == s)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Peer {
+    Tcp,
+    Tokio(u8),
+    TokioBigWindow,
+    Smol(u8),
+    AsyncSmux,
+    Yamux,
+    Go(u8),
+}
+
+const PEERS: [Peer; 10] = [
+    Peer::Tcp,
+    Peer::Tokio(1),
+    Peer::Tokio(2),
+    Peer::TokioBigWindow,
+    Peer::Smol(1),
+    Peer::Smol(2),
+    Peer::AsyncSmux,
+    Peer::Yamux,
+    Peer::Go(1),
+    Peer::Go(2),
+];
+
+impl Peer {
+    fn key(self) -> String {
+        match self {
+            Peer::Tcp => "tcp".into(),
+            Peer::Tokio(v) => format!("tokio-v{v}"),
+            Peer::TokioBigWindow => "tokio-v2-4m".into(),
+            Peer::Smol(v) => format!("smol-v{v}"),
+            Peer::AsyncSmux => "async_smux".into(),
+            Peer::Yamux => "yamux".into(),
+            Peer::Go(v) => format!("go-v{v}"),
+        }
+    }
+
+    fn header(self) -> String {
+        match self {
+            Peer::Tcp => "raw TCP".into(),
+            Peer::Tokio(v) => format!("ours tokio v{v}"),
+            Peer::TokioBigWindow => "ours tokio v2 4 MiB win".into(),
+            Peer::Smol(v) => format!("ours smol v{v}"),
+            Peer::AsyncSmux => "async_smux 0.4".into(),
+            Peer::Yamux => "yamux 0.14".into(),
+            Peer::Go(v) => format!("Go smux v{v}"),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Peer> {
+        PEERS.into_iter().find(|p| p.key() == s)
+    }
+
+    /// Raw TCP has no streams to open and close or to hold idle.
+    fn runs(self, scenario: Scenario) -> bool {
+        !(self == Peer::Tcp && matches!(scenario, Scenario::Rr | Scenario::Idle))
+    }
+
+    /// How a peer whose stream opening slows down with every stream already open takes part
+    /// in `idle` beyond [`IDLE_SLOW_ABOVE`] streams. async_smux walks every stream's handle on
+    /// each received frame and flush (100,000 streams took 500 s, 200 opens/s, in a trial
+    /// run), so it only runs when the filter names `idle/async_smux`; yamux counts its
+    /// unacknowledged streams over all streams on each open (100,000 took 76 s, 1,300/s), so it
+    /// runs once instead of once per repetition.
+    fn idle_slow(self) -> Option<IdleSlow> {
+        match self {
+            Peer::AsyncSmux => Some(IdleSlow::OnRequest),
+            Peer::Yamux => Some(IdleSlow::Once),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum IdleSlow {
+    /// Only when the filter names the case.
+    OnRequest,
+    /// One run, whatever the repetitions.
+    Once,
+}
+
+/// Sizes of a run.
+#[derive(Clone, Copy, Debug)]
+struct Params {
+    /// Bytes moved in all by `bulk1` and by `bulk8`.
+    bytes: u64,
+    /// Round trips of `rr`.
+    ops: u64,
+    /// Streams of `idle`.
+    idle: u64,
+}
+
+/// What one run of a case measured.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Wall time of the scenario (set-up excluded).
+    secs: f64,
+    /// Bytes (bulk) or operations (rr, idle).
+    units: u64,
+    /// User + system CPU seconds of the process during the scenario.
+    cpu: f64,
+    /// Peak resident set size of the process, KiB.
+    hwm_kib: u64,
+}
+
+impl Sample {
+    fn parse(line: &str) -> Option<Sample> {
+        let fields: BTreeMap<&str, &str> = line
+            .strip_prefix("result ")?
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        Some(Sample {
+            secs: fields.get("secs")?.parse().ok()?,
+            units: fields.get("units")?.parse().ok()?,
+            cpu: fields.get("cpu")?.parse().ok()?,
+            hwm_kib: fields.get("hwm_kib")?.parse().ok()?,
+        })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "result secs={:.6} units={} cpu={:.3} hwm_kib={}",
+            self.secs, self.units, self.cpu, self.hwm_kib
+        )
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Process measurements
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // Fields after the command name (which may hold spaces) start with field 3, `state`;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / CLK_TCK
+}
+
+/// A `kB` field of `/proc/self/status` (`VmHWM`, `VmRSS`).
+fn status_kib(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
+}
+
+// ------------------------------------------------------------------------------------------------
+// The generic harness: a peer is a way to get a server handler installed and a stream opener
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// Runs on every stream the server accepts (in a task of its own).
+type Handler<S> = Arc<dyn Fn(S) -> BoxFut<()> + Send + Sync>;
+/// Opens a client stream.
+type Opener<S> = Arc<dyn Fn() -> BoxFut<io::Result<S>> + Send + Sync>;
+
+#[derive(Clone, Copy)]
+enum Rt {
+    Tokio,
+    Smol,
+}
+
+impl Rt {
+    /// Spawns `f` and returns a future of its end.
+    fn spawn<T: Send + 'static>(self, f: impl Future<Output = T> + Send + 'static) -> BoxFut<T> {
+        match self {
+            Rt::Tokio => {
+                let handle = tokio::spawn(f);
+                Box::pin(async move { handle.await.expect("task panicked") })
+            }
+            Rt::Smol => Box::pin(smol::spawn(f)),
+        }
+    }
+}
+
+/// Runs `scenario` with the peer that `setup` installs.
+async fn scenario<S, F, Fut>(rt: Rt, scenario: Scenario, p: Params, setup: F) -> Sample
+where
+    S: Io,
+    F: FnOnce(Handler<S>) -> Fut,
+    Fut: Future<Output = Opener<S>>,
+{
+    let (secs, units, cpu) = match scenario {
+        Scenario::Bulk1 => bulk(rt, 1, p.bytes, setup).await,
+        Scenario::Bulk8 => bulk(rt, BULK_STREAMS, p.bytes, setup).await,
+        Scenario::Rr => rr(rt, p.ops, setup).await,
+        Scenario::Idle => idle(rt, p.idle, setup).await,
+    };
+    Sample {
+        secs,
+        units,
+        cpu,
+        hwm_kib: status_kib("VmHWM"),
+    }
+}
+
+/// `k` streams at once carry `total` bytes client to server in [`CHUNK`] writes; the server
+/// reads and discards them. Each client stream then half-closes and waits for the server's
+/// FIN, sent once the server has read everything. Returns (seconds, bytes, CPU seconds).
+async fn bulk<S, F, Fut>(rt: Rt, k: usize, total: u64, setup: F) -> (f64, u64, f64)
+where
+    S: Io,
+    F: FnOnce(Handler<S>) -> Fut,
+    Fut: Future<Output = Opener<S>>,
+{
+    let per = total / k as u64;
+    let (done_tx, done_rx) = mpsc::unbounded::<u64>();
+    let handler: Handler<S> = Arc::new(move |mut s: S| {
+        let done = done_tx.clone();
+        Box::pin(async move {
+            let mut buf = vec![0u8; CHUNK];
+            let mut n = 0u64;
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(m) => n += m as u64,
+                    Err(e) => panic!("bulk: server read after {n} bytes: {e}"),
+                }
+            }
+            s.shutdown().await.expect("bulk: server shutdown");
+            let _ = done.unbounded_send(n);
+        })
+    });
+    let open = setup(handler).await;
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut writers = Vec::new();
+    for _ in 0..k {
+        let open = open.clone();
+        writers.push(rt.spawn(async move {
+            let mut s = open().await.expect("bulk: open");
+            let chunk = vec![0x5au8; CHUNK];
+            let mut left = per;
+            while left > 0 {
+                let n = left.min(CHUNK as u64) as usize;
+                s.write_all(&chunk[..n]).await.expect("bulk: write");
+                left -= n as u64;
+            }
+            s.shutdown().await.expect("bulk: shutdown");
+            let mut rest = [0u8; 16];
+            while s.read(&mut rest).await.expect("bulk: read the FIN") > 0 {}
+        }));
+    }
+    futures::future::join_all(writers).await;
+    let received: u64 = done_rx.take(k).fold(0, |a, n| async move { a + n }).await;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(received, per * k as u64, "bulk: bytes received");
+    (secs, received, cpu)
+}
+
+/// `ops` times in sequence: open a stream, write 1 byte, read the 1-byte echo, half-close and
+/// drop it (not waiting for the server's FIN). The server reads the byte, writes it back,
+/// reads to EOF and half-closes.
+async fn rr<S, F, Fut>(rt: Rt, ops: u64, setup: F) -> (f64, u64, f64)
+where
+    S: Io,
+    F: FnOnce(Handler<S>) -> Fut,
+    Fut: Future<Output = Opener<S>>,
+{
+    let handler: Handler<S> = Arc::new(|mut s: S| {
+        Box::pin(async move {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.expect("rr: server read");
+            s.write_all(&b).await.expect("rr: server write");
+            s.flush().await.expect("rr: server flush");
+            let mut rest = [0u8; 16];
+            while s.read(&mut rest).await.expect("rr: server reads to EOF") > 0 {}
+            let _ = s.shutdown().await;
+        })
+    });
+    let open = setup(handler).await;
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    rt.spawn(async move {
+        for i in 0..ops {
+            let mut s = open().await.expect("rr: open");
+            let mut b = [i as u8];
+            s.write_all(&b).await.expect("rr: write");
+            s.flush().await.expect("rr: flush");
+            s.read_exact(&mut b).await.expect("rr: read the echo");
+            assert_eq!(b[0], i as u8, "rr: echo");
+            s.shutdown().await.expect("rr: shutdown");
+        }
+    })
+    .await;
+    (start.elapsed().as_secs_f64(), ops, cpu_seconds() - cpu0)
+}
+
+/// `n` streams opened by [`IDLE_OPENERS`] tasks at once, each carrying a 1-byte echo (which
+/// makes every peer put the stream on the wire and acknowledge it), then held open by both
+/// ends. The peak RSS is read once all of them are held; the process exits without closing
+/// them.
+async fn idle<S, F, Fut>(rt: Rt, n: u64, setup: F) -> (f64, u64, f64)
+where
+    S: Io,
+    F: FnOnce(Handler<S>) -> Fut,
+    Fut: Future<Output = Opener<S>>,
+{
+    let (held_tx, held_rx) = mpsc::unbounded::<S>();
+    let handler: Handler<S> = Arc::new(move |mut s: S| {
+        let held = held_tx.clone();
+        Box::pin(async move {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.expect("idle: server read");
+            s.write_all(&b).await.expect("idle: server write");
+            s.flush().await.expect("idle: server flush");
+            let _ = held.unbounded_send(s);
+        })
+    });
+    let open = setup(handler).await;
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut openers = Vec::new();
+    for w in 0..IDLE_OPENERS as u64 {
+        let count = n / IDLE_OPENERS as u64 + u64::from(w < n % IDLE_OPENERS as u64);
+        let open = open.clone();
+        openers.push(rt.spawn(async move {
+            let mut mine = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let mut s = open().await.expect("idle: open");
+                let mut b = [1u8];
+                s.write_all(&b).await.expect("idle: write");
+                s.flush().await.expect("idle: flush");
+                s.read_exact(&mut b).await.expect("idle: read the echo");
+                mine.push(s);
+            }
+            mine
+        }));
+    }
+    let client: Vec<Vec<S>> = futures::future::join_all(openers).await;
+    let server: Vec<S> = held_rx.take(n as usize).collect().await;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(client.iter().map(Vec::len).sum::<usize>() as u64, n);
+    assert_eq!(server.len() as u64, n);
+    // Held until the process exits.
+    std::mem::forget((client, server));
+    (secs, n, cpu)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Peers
+
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let client = client.expect("connect");
+    let (server, _) = server.expect("accept");
+    // Go's net package sets TCP_NODELAY by default; every Rust peer does the same.
+    client.set_nodelay(true).expect("nodelay");
+    server.set_nodelay(true).expect("nodelay");
+    (client, server)
+}
+
+/// Raw TCP: one connection per "stream"; the listener's accept loop is the server.
+async fn setup_tcp(handler: Handler<TcpStream>) -> Opener<TcpStream> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            s.set_nodelay(true).expect("nodelay");
+            tokio::spawn(handler(s));
+        }
+    });
+    Arc::new(move || {
+        Box::pin(async move {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    })
+}
+
+type OursTokio = smux_tokio::MuxStream<TcpStream>;
+
+/// `SMUX_BENCH_CLIENT_DRIVE=1`: our client mux also gets a task in `Mux::drive` (an
+/// experiment; by default only the streams' own polls drive the client, as documented).
+fn client_drive() -> bool {
+    std::env::var("SMUX_BENCH_CLIENT_DRIVE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// smux-tokio: the server runs an accept loop; the client has no task of its own (the
+/// streams' polls drive it, the documented default use).
+async fn setup_ours_tokio(config: MuxConfig, handler: Handler<OursTokio>) -> Opener<OursTokio> {
+    let (c, s) = tcp_pair().await;
+    let server = smux_tokio::Mux::server(s, config.clone()).expect("config");
+    tokio::spawn(async move {
+        while let Ok(st) = server.accept().await {
+            tokio::spawn(handler(st));
+        }
+    });
+    let client = smux_tokio::Mux::client(c, config).expect("config");
+    if client_drive() {
+        let driven = client.clone();
+        tokio::spawn(async move {
+            let _ = driven.drive().await;
+        });
+    }
+    Arc::new(move || {
+        let client = client.clone();
+        Box::pin(async move { client.connect().await })
+    })
+}
+
+type OursSmol = Compat<smux_smol::MuxStream<smol::net::TcpStream>>;
+
+/// smux-smol on smol's default executor, the same shape as [`setup_ours_tokio`]; its
+/// futures-io streams get tokio's traits through tokio-util's compat wrapper.
+async fn setup_ours_smol(config: MuxConfig, handler: Handler<OursSmol>) -> Opener<OursSmol> {
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let (c, s) = futures::join!(smol::net::TcpStream::connect(addr), listener.accept());
+    let c = c.expect("connect");
+    let (s, _) = s.expect("accept");
+    c.set_nodelay(true).expect("nodelay");
+    s.set_nodelay(true).expect("nodelay");
+    let server = smux_smol::server(s, config.clone()).expect("config");
+    smol::spawn(async move {
+        while let Ok(st) = server.accept().await {
+            smol::spawn(handler(st.compat())).detach();
+        }
+    })
+    .detach();
+    let client = smux_smol::client(c, config).expect("config");
+    if client_drive() {
+        let driven = client.clone();
+        smol::spawn(async move {
+            let _ = driven.drive().await;
+        })
+        .detach();
+    }
+    Arc::new(move || {
+        let client = client.clone();
+        Box::pin(async move { Ok(client.connect().await?.compat()) })
+    })
+}
+
+type AsyncSmuxStream = async_smux::MuxStream<TcpStream>;
+
+/// async_smux 0.4 with its builder's defaults; each end's worker runs in a task.
+async fn setup_async_smux(handler: Handler<AsyncSmuxStream>) -> Opener<AsyncSmuxStream> {
+    let (c, s) = tcp_pair().await;
+    let (server_connector, mut acceptor, worker) =
+        async_smux::MuxBuilder::server().with_connection(s).build();
+    tokio::spawn(worker);
+    tokio::spawn(async move {
+        let _keep = server_connector;
+        while let Some(st) = acceptor.accept().await {
+            tokio::spawn(handler(st));
+        }
+    });
+    let (connector, client_acceptor, worker) =
+        async_smux::MuxBuilder::client().with_connection(c).build();
+    tokio::spawn(worker);
+    // The session ends when all its handles are gone: the opener keeps the client's acceptor.
+    let keep = Arc::new(Mutex::new(client_acceptor));
+    Arc::new(move || {
+        let _ = &keep;
+        let opened = connector.connect().map_err(io::Error::other);
+        Box::pin(async move { opened })
+    })
+}
+
+type YamuxStream = Compat<yamux::Stream>;
+type OpenRequest = oneshot::Sender<io::Result<YamuxStream>>;
+
+/// A yamux connection driven by a task of its own (yamux needs `poll_next_inbound` polled
+/// for any I/O): it hands inbound streams to `handler` (when given) and opens outbound
+/// streams on request.
+fn yamux_connection(
+    socket: TcpStream,
+    mode: yamux::Mode,
+    config: yamux::Config,
+    handler: Option<Handler<YamuxStream>>,
+) -> mpsc::UnboundedSender<OpenRequest> {
+    let (requests_tx, mut requests) = mpsc::unbounded::<OpenRequest>();
+    let mut conn = yamux::Connection::new(socket.compat(), config, mode);
+    tokio::spawn(async move {
+        let mut waiting: Option<OpenRequest> = None;
+        poll_fn(|cx| loop {
+            let mut progress = false;
+            if waiting.is_none() {
+                if let Poll::Ready(Some(request)) = requests.poll_next_unpin(cx) {
+                    waiting = Some(request);
+                    progress = true;
+                }
+            }
+            if waiting.is_some() {
+                if let Poll::Ready(opened) = conn.poll_new_outbound(cx) {
+                    let opened = opened.map(|s| s.compat()).map_err(io::Error::other);
+                    let _ = waiting.take().expect("waiting").send(opened);
+                    progress = true;
+                }
+            }
+            match conn.poll_next_inbound(cx) {
+                Poll::Ready(Some(Ok(stream))) => {
+                    if let Some(handler) = &handler {
+                        tokio::spawn(handler(stream.compat()));
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        })
+        .await;
+    });
+    requests_tx
+}
+
+/// yamux 0.14 with `Config::default()`, except for `idle` with more than its default 512
+/// streams: then `max_num_streams` is raised to fit (and the connection receive window
+/// unbounded, which yamux requires for that many streams; no stream grows its window there).
+async fn setup_yamux(
+    max_streams: Option<usize>,
+    handler: Handler<YamuxStream>,
+) -> Opener<YamuxStream> {
+    let mut config = yamux::Config::default();
+    if let Some(n) = max_streams {
+        config.set_max_connection_receive_window(None);
+        config.set_max_num_streams(n);
+    }
+    let (c, s) = tcp_pair().await;
+    // The server opens no streams: its request channel is not needed (its driver runs on).
+    drop(yamux_connection(
+        s,
+        yamux::Mode::Server,
+        config.clone(),
+        Some(handler),
+    ));
+    let client = yamux_connection(c, yamux::Mode::Client, config, None);
+    Arc::new(move || {
+        let (tx, rx) = oneshot::channel();
+        let sent = client.unbounded_send(tx);
+        Box::pin(async move {
+            sent.map_err(|_| io::Error::other("yamux connection ended"))?;
+            rx.await
+                .map_err(|_| io::Error::other("yamux connection ended"))?
+        })
+    })
+}
+
+/// Our configuration: the default, with `version`; `max_stream_buffer` = [`BIG_WINDOW`] for
+/// the extra column; `max_streams` raised for `idle` beyond its default 65536.
+fn ours_config(version: u8, big_window: bool, scenario: Scenario, p: Params) -> MuxConfig {
+    let mut config = MuxConfig {
+        version: if version == 1 {
+            Version::V1
+        } else {
+            Version::V2
+        },
+        ..MuxConfig::default()
+    };
+    if big_window {
+        config.max_stream_buffer = BIG_WINDOW;
+    }
+    if scenario == Scenario::Idle {
+        config.max_streams = config.max_streams.max(p.idle as usize + 1024);
+    }
+    config.validate().expect("valid config");
+    config
+}
+
+/// The runtime of every tokio peer: multi-thread, 2 workers (`SMUX_BENCH_TOKIO_WORKERS=N` to
+/// experiment).
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    let workers = env_u64("SMUX_BENCH_TOKIO_WORKERS").map_or(2, |n| n.max(1) as usize);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs one case in this process (the child side of `--case`).
+fn run_case(sc: Scenario, peer: Peer, p: Params) -> Sample {
+    let idle_streams = (sc == Scenario::Idle && p.idle > 512).then_some(p.idle as usize + 1024);
+    match peer {
+        Peer::Tcp => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, setup_tcp)),
+        Peer::Tokio(v) => {
+            let config = ours_config(v, false, sc, p);
+            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_ours_tokio(config, h)))
+        }
+        Peer::TokioBigWindow => {
+            let config = ours_config(2, true, sc, p);
+            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_ours_tokio(config, h)))
+        }
+        Peer::Smol(v) => {
+            let config = ours_config(v, false, sc, p);
+            smol::block_on(scenario(Rt::Smol, sc, p, |h| setup_ours_smol(config, h)))
+        }
+        Peer::AsyncSmux => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, setup_async_smux)),
+        Peer::Yamux => {
+            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_yamux(idle_streams, h)))
+        }
+        Peer::Go(_) => unreachable!("the Go peer runs in its own process"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The parent: runs every case in child processes and prints the tables
+
+struct Options {
+    params: Params,
+    reps: usize,
+    smoke: bool,
+    filters: Vec<String>,
+    case_timeout: Duration,
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={v}: {e}")),
+    )
+}
+
+fn options(args: &[String]) -> Options {
+    let smoke = args.iter().any(|a| a == "--smoke")
+        || std::env::var("SMUX_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
+        // `cargo test --benches` runs this without `--bench`: a smoke run then.
+        || !args.iter().any(|a| a == "--bench");
+    let mut params = if smoke {
+        Params {
+            bytes: 8 << 20,
+            ops: 200,
+            idle: 1000,
+        }
+    } else {
+        Params {
+            bytes: 2 << 30,
+            ops: 20_000,
+            idle: 100_000,
+        }
+    };
+    if let Some(b) = env_u64("SMUX_BENCH_BYTES") {
+        params.bytes = b.max(BULK_STREAMS as u64) / BULK_STREAMS as u64 * BULK_STREAMS as u64;
+    }
+    if let Some(n) = env_u64("SMUX_BENCH_OPS") {
+        params.ops = n;
+    }
+    if let Some(n) = env_u64("SMUX_BENCH_IDLE") {
+        params.idle = n;
+    }
+    let reps = env_u64("SMUX_BENCH_REPS").map_or(if smoke { 1 } else { 3 }, |r| r.max(1) as usize);
+    let mut filters: Vec<String> = std::env::var("SMUX_BENCH_FILTER")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Positional arguments filter too (`cargo bench --bench e2e -- tokio`); flags cargo or
+    // other tools pass are ignored.
+    filters.extend(args.iter().filter(|a| !a.starts_with('-')).cloned());
+    Options {
+        params,
+        reps,
+        smoke,
+        filters,
+        case_timeout: Duration::from_secs(if smoke { 120 } else { 600 }),
+    }
+}
+
+fn case_label(sc: Scenario, peer: Peer) -> String {
+    format!("{}/{}", sc.key(), peer.key())
+}
+
+/// Whether the Go toolchain and Go smux (Debian packages) are installed.
+fn go_available() -> Result<(), String> {
+    let smux =
+        Path::new(smux_interop::go::DEBIAN_GOPATH).join("src/github.com/xtaci/smux/session.go");
+    let go = std::env::var_os("GO").unwrap_or_else(|| "go".into());
+    match Command::new(&go).arg("version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => return Err("the Go toolchain (`go`) is not installed".into()),
+    }
+    if !smux.is_file() {
+        return Err(format!(
+            "Go smux is not installed ({} is missing)",
+            smux.display()
+        ));
+    }
+    Ok(())
+}
+
+/// How a child ended.
+enum Outcome {
+    Done(Sample),
+    Failed(String),
+}
+
+/// Runs `cmd`, kills it after `timeout`, and parses its `result` line.
+fn run_child(mut cmd: Command, timeout: Duration) -> Outcome {
+    let mut child = match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return Outcome::Failed(format!("cannot start {cmd:?}: {e}")),
+    };
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Err(e) => return Outcome::Failed(format!("waiting for {cmd:?}: {e}")),
+        }
+    };
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    let tail = |s: &str| {
+        s.lines()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match status {
+        None => Outcome::Failed(format!("killed after {timeout:?}\n{}", tail(&err))),
+        Some(status) if !status.success() => {
+            Outcome::Failed(format!("{status}\n{}\n{}", tail(&out), tail(&err)))
+        }
+        Some(_) => match out.lines().find_map(Sample::parse) {
+            Some(sample) => Outcome::Done(sample),
+            None => Outcome::Failed(format!("no result line\n{}\n{}", tail(&out), tail(&err))),
+        },
+    }
+}
+
+fn case_command(sc: Scenario, peer: Peer, p: Params, go: Option<&Path>) -> Command {
+    match peer {
+        Peer::Go(v) => {
+            let mut cmd = Command::new(go.expect("Go peer built"));
+            cmd.args(["-mode", "bench", "-deadline", "3600000", "-version"])
+                .arg(v.to_string());
+            match sc {
+                Scenario::Bulk1 | Scenario::Bulk8 => {
+                    let k = if sc == Scenario::Bulk1 {
+                        1
+                    } else {
+                        BULK_STREAMS
+                    };
+                    cmd.args(["-scenario", "bulk", "-conns"])
+                        .arg(k.to_string())
+                        .arg("-bytes")
+                        .arg(p.bytes.to_string());
+                }
+                Scenario::Rr => {
+                    cmd.args(["-scenario", "rr", "-ops"]).arg(p.ops.to_string());
+                }
+                Scenario::Idle => {
+                    cmd.args(["-scenario", "idle", "-ops"])
+                        .arg(p.idle.to_string());
+                }
+            }
+            cmd
+        }
+        _ => {
+            let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+            cmd.arg("--case")
+                .arg(sc.key())
+                .arg(peer.key())
+                .arg(p.bytes.to_string())
+                .arg(p.ops.to_string())
+                .arg(p.idle.to_string());
+            cmd
+        }
+    }
+}
+
+/// One table cell's state.
+enum Cell {
+    Value(f64),
+    NotApplicable,
+    NotRun,
+    Skipped,
+    Failed,
+    TooSlow,
+    Once(f64),
+}
+
+struct Results {
+    samples: BTreeMap<(Scenario, Peer), Vec<Sample>>,
+    failed: BTreeMap<(Scenario, Peer), String>,
+    selected: Vec<(Scenario, Peer)>,
+    /// Left out as too slow (see [`Peer::idle_slow`]).
+    too_slow: Vec<(Scenario, Peer)>,
+    /// Run once only (see [`Peer::idle_slow`]).
+    once: Vec<(Scenario, Peer)>,
+    go_skipped: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Results {
+    fn cell(&self, sc: Scenario, peer: Peer, metric: fn(&Sample) -> f64) -> Cell {
+        if !peer.runs(sc) {
+            return Cell::NotApplicable;
+        }
+        if self.failed.contains_key(&(sc, peer)) {
+            return Cell::Failed;
+        }
+        if self.too_slow.contains(&(sc, peer)) {
+            return Cell::TooSlow;
+        }
+        if !self.selected.contains(&(sc, peer)) {
+            return Cell::NotRun;
+        }
+        match self.samples.get(&(sc, peer)) {
+            Some(s) if s.len() == 1 && self.once.contains(&(sc, peer)) => Cell::Once(metric(&s[0])),
+            Some(s) if !s.is_empty() => Cell::Value(median(s.iter().map(metric).collect())),
+            _ if matches!(peer, Peer::Go(_)) && self.go_skipped => Cell::Skipped,
+            _ => Cell::NotRun,
+        }
+    }
+
+    fn value(&self, sc: Scenario, peer: Peer, metric: fn(&Sample) -> f64) -> Option<f64> {
+        match self.cell(sc, peer, metric) {
+            Cell::Value(v) | Cell::Once(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+fn gib_per_s(s: &Sample) -> f64 {
+    s.units as f64 / GIB / s.secs
+}
+fn cpu_per_gib(s: &Sample) -> f64 {
+    s.cpu / (s.units as f64 / GIB)
+}
+fn rss_mib(s: &Sample) -> f64 {
+    s.hwm_kib as f64 / 1024.0
+}
+fn ops_per_s(s: &Sample) -> f64 {
+    s.units as f64 / s.secs
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 1000.0 {
+        let digits = (v.round() as u64).to_string();
+        let head = digits.len() % 3;
+        let mut groups: Vec<&str> = Vec::new();
+        if head > 0 {
+            groups.push(&digits[..head]);
+        }
+        groups.extend(
+            digits.as_bytes()[head..]
+                .chunks(3)
+                .map(|g| std::str::from_utf8(g).expect("ascii digits")),
+        );
+        groups.join(",")
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn fmt_cell(c: Cell) -> String {
+    match c {
+        Cell::Value(v) => fmt_value(v),
+        Cell::NotApplicable => "—".into(),
+        Cell::NotRun => "not run".into(),
+        Cell::Skipped => "skipped".into(),
+        Cell::Failed => "FAILED".into(),
+        Cell::TooSlow => "too slow ²".into(),
+        Cell::Once(v) => format!("{} ¹", fmt_value(v)),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 && n & ((1 << 30) - 1) == 0 {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n & ((1 << 20) - 1) == 0 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn print_tables(r: &Results, o: &Options) {
+    let p = o.params;
+    type Row = (String, Scenario, fn(&Sample) -> f64);
+    let rows: Vec<Row> = vec![
+        (
+            format!(
+                "one stream, {} in 64 KiB writes, GiB/s",
+                human_bytes(p.bytes)
+            ),
+            Scenario::Bulk1,
+            gib_per_s,
+        ),
+        (
+            "one stream, CPU s/GiB (both ends)".into(),
+            Scenario::Bulk1,
+            cpu_per_gib,
+        ),
+        ("one stream, peak RSS MiB".into(), Scenario::Bulk1, rss_mib),
+        (
+            format!(
+                "{BULK_STREAMS} streams at once ({} in all), GiB/s",
+                human_bytes(p.bytes)
+            ),
+            Scenario::Bulk8,
+            gib_per_s,
+        ),
+        (
+            format!("{BULK_STREAMS} streams, CPU s/GiB (both ends)"),
+            Scenario::Bulk8,
+            cpu_per_gib,
+        ),
+        (
+            format!("{BULK_STREAMS} streams, peak RSS MiB"),
+            Scenario::Bulk8,
+            rss_mib,
+        ),
+        (
+            format!(
+                "sequential open + 1-byte echo + close ({}), per second",
+                p.ops
+            ),
+            Scenario::Rr,
+            ops_per_s,
+        ),
+        (
+            format!(
+                "{} idle streams (both ends), peak RSS MiB",
+                fmt_value(p.idle as f64)
+            ),
+            Scenario::Idle,
+            rss_mib,
+        ),
+        (
+            format!(
+                "{} idle streams, opened per second (64 openers)",
+                fmt_value(p.idle as f64)
+            ),
+            Scenario::Idle,
+            ops_per_s,
+        ),
+    ];
+    println!();
+    println!(
+        "## smux end-to-end benchmark (loopback TCP, {} of {} run{} per case{})",
+        if o.reps > 1 { "medians" } else { "results" },
+        o.reps,
+        if o.reps == 1 { "" } else { "s" },
+        if o.smoke {
+            ", SMOKE sizes: not for comparison"
+        } else {
+            ""
+        }
+    );
+    println!();
+    let mut header = String::from("| test |");
+    let mut rule = String::from("|---|");
+    for peer in PEERS {
+        header.push_str(&format!(" {} |", peer.header()));
+        rule.push_str("---:|");
+    }
+    println!("{header}\n{rule}");
+    for (name, sc, metric) in &rows {
+        let mut line = format!("| {name} |");
+        for peer in PEERS {
+            line.push_str(&format!(" {} |", fmt_cell(r.cell(*sc, peer, *metric))));
+        }
+        println!("{line}");
+    }
+    println!();
+    println!(
+        "Bulk: client writes, server reads and discards; CPU is user+system of the whole \
+         process (both ends) during the transfer. Peak RSS: VmHWM of the process (Go: \
+         ru_maxrss), both ends."
+    );
+    if !r.once.is_empty() {
+        println!(
+            "¹ one run only: yamux counts its unacknowledged streams over all streams on each \
+             open, so many idle streams take long (100,000: 76 s in a trial)."
+        );
+    }
+    if !r.too_slow.is_empty() {
+        println!(
+            "² not run: async_smux walks all its streams on each frame and flush (100,000 \
+             streams: ~500 s in a trial); SMUX_BENCH_FILTER=idle/async_smux runs it."
+        );
+    }
+
+    // Ratios to the targets of issue 5, for each runtime of ours.
+    struct Target {
+        name: String,
+        ours: fn(&str) -> Peer,
+        peer: Option<Peer>,
+        sc: Scenario,
+        metric: fn(&Sample) -> f64,
+        at_least: bool,
+        bound: f64,
+    }
+    fn v1(rt: &str) -> Peer {
+        if rt == "tokio" {
+            Peer::Tokio(1)
+        } else {
+            Peer::Smol(1)
+        }
+    }
+    fn v2(rt: &str) -> Peer {
+        if rt == "tokio" {
+            Peer::Tokio(2)
+        } else {
+            Peer::Smol(2)
+        }
+    }
+    let targets = [
+        Target {
+            name: "one stream: ours v1 / raw TCP ≥ 0.9".into(),
+            ours: v1,
+            peer: Some(Peer::Tcp),
+            sc: Scenario::Bulk1,
+            metric: gib_per_s,
+            at_least: true,
+            bound: 0.9,
+        },
+        Target {
+            name: "one stream: ours v1 / Go v1 ≥ 1.2".into(),
+            ours: v1,
+            peer: Some(Peer::Go(1)),
+            sc: Scenario::Bulk1,
+            metric: gib_per_s,
+            at_least: true,
+            bound: 1.2,
+        },
+        Target {
+            name: "one stream: ours v2 (default config) / Go v2 ≥ 1.5".into(),
+            ours: v2,
+            peer: Some(Peer::Go(2)),
+            sc: Scenario::Bulk1,
+            metric: gib_per_s,
+            at_least: true,
+            bound: 1.5,
+        },
+        Target {
+            name: format!("{BULK_STREAMS} streams: ours v1 / async_smux ≥ 1.5"),
+            ours: v1,
+            peer: Some(Peer::AsyncSmux),
+            sc: Scenario::Bulk8,
+            metric: gib_per_s,
+            at_least: true,
+            bound: 1.5,
+        },
+        Target {
+            name: "open+echo+close: ours v1 / Go v1 ≥ 1.0".into(),
+            ours: v1,
+            peer: Some(Peer::Go(1)),
+            sc: Scenario::Rr,
+            metric: ops_per_s,
+            at_least: true,
+            bound: 1.0,
+        },
+        Target {
+            name: "CPU s/GiB, one stream: ours v1 / async_smux ≤ 0.6".into(),
+            ours: v1,
+            peer: Some(Peer::AsyncSmux),
+            sc: Scenario::Bulk1,
+            metric: cpu_per_gib,
+            at_least: false,
+            bound: 0.6,
+        },
+        Target {
+            name: format!("CPU s/GiB, {BULK_STREAMS} streams: ours v1 / async_smux ≤ 0.6"),
+            ours: v1,
+            peer: Some(Peer::AsyncSmux),
+            sc: Scenario::Bulk8,
+            metric: cpu_per_gib,
+            at_least: false,
+            bound: 0.6,
+        },
+        Target {
+            name: format!(
+                "{} idle streams: peak RSS MiB of ours v1 (both ends) ≤ 100",
+                fmt_value(p.idle as f64)
+            ),
+            ours: v1,
+            peer: None,
+            sc: Scenario::Idle,
+            metric: rss_mib,
+            at_least: false,
+            bound: 100.0,
+        },
+    ];
+    println!();
+    println!("### Ratios to the targets (issue 5), same run");
+    println!();
+    println!("| target | ours tokio | ours smol |\n|---|---:|---:|");
+    for t in &targets {
+        let mut line = format!("| {} |", t.name);
+        for rt in ["tokio", "smol"] {
+            let ours = r.value(t.sc, (t.ours)(rt), t.metric);
+            let theirs = match t.peer {
+                Some(peer) => r.value(t.sc, peer, t.metric),
+                None => Some(1.0),
+            };
+            let cell = match (ours, theirs) {
+                (Some(a), Some(b)) if b > 0.0 => {
+                    let ratio = a / b;
+                    let met = if t.at_least {
+                        ratio >= t.bound
+                    } else {
+                        ratio <= t.bound
+                    };
+                    format!(
+                        "{} {}",
+                        fmt_value(ratio),
+                        if met { "met" } else { "**missed**" }
+                    )
+                }
+                _ => "n/a".into(),
+            };
+            line.push_str(&format!(" {cell} |"));
+        }
+        println!("{line}");
+    }
+    if o.smoke {
+        println!("\n(smoke sizes: the ratios mean nothing here)");
+    }
+}
+
+fn parent(args: &[String]) -> bool {
+    let o = options(args);
+    let slow_idle = |sc: Scenario, p: Peer| {
+        (sc == Scenario::Idle && o.params.idle > IDLE_SLOW_ABOVE)
+            .then(|| p.idle_slow())
+            .flatten()
+    };
+    let mut too_slow = Vec::new();
+    let selected: Vec<(Scenario, Peer)> = SCENARIOS
+        .into_iter()
+        .flat_map(|sc| PEERS.into_iter().map(move |p| (sc, p)))
+        .filter(|&(sc, p)| p.runs(sc))
+        .filter(|&(sc, p)| {
+            let label = case_label(sc, p);
+            o.filters.is_empty() || o.filters.iter().any(|f| label.contains(f.as_str()))
+        })
+        .filter(|&(sc, p)| {
+            let on_request = slow_idle(sc, p) == Some(IdleSlow::OnRequest);
+            if on_request && !o.filters.iter().any(|f| *f == case_label(sc, p)) {
+                too_slow.push((sc, p));
+                return false;
+            }
+            true
+        })
+        .collect();
+    eprintln!(
+        "e2e: {} cases x {} run{}; {} bytes per bulk case, {} round trips, {} idle streams{}",
+        selected.len(),
+        o.reps,
+        if o.reps == 1 { "" } else { "s" },
+        o.params.bytes,
+        o.params.ops,
+        o.params.idle,
+        if o.smoke { " (smoke)" } else { "" }
+    );
+
+    let mut go_bin: Option<PathBuf> = None;
+    let mut go_skipped = false;
+    if selected.iter().any(|(_, p)| matches!(p, Peer::Go(_))) {
+        match go_available() {
+            Ok(()) => {
+                go_bin =
+                    Some(smux_interop::go::peer_binary(env!("CARGO_TARGET_TMPDIR")).to_path_buf());
+            }
+            Err(why) => {
+                println!(
+                    "NOTICE: {why}: the Go smux columns are skipped (install the Debian packages \
+                     golang-go and golang-github-xtaci-smux-dev to measure them)"
+                );
+                go_skipped = true;
+            }
+        }
+    }
+
+    let mut results = Results {
+        samples: BTreeMap::new(),
+        failed: BTreeMap::new(),
+        selected: selected.clone(),
+        too_slow,
+        once: selected
+            .iter()
+            .copied()
+            .filter(|&(sc, p)| slow_idle(sc, p) == Some(IdleSlow::Once))
+            .collect(),
+        go_skipped,
+    };
+    let started = Instant::now();
+    // Run-major order: the repetitions of a case are spread over the whole run, so a burst of
+    // load from elsewhere on the machine does not hit all of them.
+    for rep in 1..=o.reps {
+        for &(sc, peer) in &selected {
+            if matches!(peer, Peer::Go(_)) && go_bin.is_none() {
+                continue;
+            }
+            if results.failed.contains_key(&(sc, peer))
+                || (rep > 1 && results.once.contains(&(sc, peer)))
+            {
+                continue;
+            }
+            let label = case_label(sc, peer);
+            let cmd = case_command(sc, peer, o.params, go_bin.as_deref());
+            match run_child(cmd, o.case_timeout) {
+                Outcome::Done(sample) => {
+                    let summary = match sc {
+                        Scenario::Bulk1 | Scenario::Bulk8 => format!(
+                            "{:.2} GiB/s, {:.2} CPU s/GiB",
+                            gib_per_s(&sample),
+                            cpu_per_gib(&sample)
+                        ),
+                        Scenario::Rr | Scenario::Idle => format!("{:.0}/s", ops_per_s(&sample)),
+                    };
+                    eprintln!(
+                        "  [{:>5.1}s] run {rep}/{} {label:<20} {summary}, peak RSS {:.1} MiB",
+                        started.elapsed().as_secs_f64(),
+                        o.reps,
+                        rss_mib(&sample)
+                    );
+                    results.samples.entry((sc, peer)).or_default().push(sample);
+                }
+                Outcome::Failed(why) => {
+                    eprintln!("  run {rep}/{} {label}: FAILED: {why}", o.reps);
+                    results.failed.insert((sc, peer), why);
+                }
+            }
+        }
+    }
+    print_tables(&results, &o);
+    println!(
+        "\n({} cases in {:.0} s)",
+        selected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !results.failed.is_empty() {
+        println!("\nFAILED cases:");
+        for ((sc, peer), why) in &results.failed {
+            println!(
+                "- {}: {}",
+                case_label(*sc, *peer),
+                why.lines().next().unwrap_or("")
+            );
+        }
+    }
+    results.failed.is_empty()
+}
+
+fn child(args: &[String]) {
+    let usage = "--case SCENARIO PEER BYTES OPS IDLE";
+    let get = |i: usize| args.get(i).unwrap_or_else(|| panic!("usage: {usage}"));
+    let sc = Scenario::parse(get(0)).unwrap_or_else(|| panic!("unknown scenario {}", get(0)));
+    let peer = Peer::parse(get(1)).unwrap_or_else(|| panic!("unknown peer {}", get(1)));
+    let num = |i: usize| -> u64 { get(i).parse().unwrap_or_else(|e| panic!("{usage}: {e}")) };
+    let p = Params {
+        bytes: num(2),
+        ops: num(3),
+        idle: num(4),
+    };
+    let sample = run_case(sc, peer, p);
+    println!("{}", sample.line());
+    // Skip the teardown of whatever the case still holds (the idle streams).
+    std::process::exit(0);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--case") {
+        child(&args[i + 1..]);
+        return;
+    }
+    if !parent(&args) {
+        std::process::exit(1);
+    }
+}

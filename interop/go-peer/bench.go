@@ -1,0 +1,272 @@
+// Bench mode (-mode bench): the Go side of the end-to-end benchmark in benches/benches/e2e.rs.
+// A Go smux server and a Go smux client run in this one process over loopback TCP, both with
+// smux.DefaultConfig() and -version, and run one scenario:
+//
+//	-scenario bulk  -conns K -bytes N  K streams at once, N bytes in all (N/K each), written
+//	                                    by the client in 64 KiB writes and read and discarded
+//	                                    by the server; units = bytes
+//	-scenario rr    -ops N             N times in sequence: open a stream, write 1 byte, read
+//	                                    the 1-byte echo, Close; units = ops
+//	-scenario idle  -ops N             N streams opened (64 openers at once), each carrying a
+//	                                    1-byte echo, then all held open by both ends; units = N
+//
+// It prints one line: "result secs=S units=U cpu=C hwm_kib=M", where secs is the wall time of
+// the scenario, cpu the user+system CPU seconds the process used meanwhile, and hwm_kib the
+// peak resident set size of the process (getrusage ru_maxrss).
+package main
+
+import (
+	"flag"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/xtaci/smux"
+)
+
+var (
+	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr or idle")
+	benchConns    = flag.Int("conns", 1, "bench bulk: streams at once")
+	benchBytes    = flag.Int64("bytes", 1<<30, "bench bulk: bytes in all")
+	benchOps      = flag.Int("ops", 10000, "bench rr: round trips; idle: streams")
+)
+
+const benchChunk = 64 * 1024
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		fail("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func peakRSSKiB() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		fail("getrusage: %v", err)
+	}
+	return ru.Maxrss // KiB on Linux
+}
+
+// benchPair connects a Go smux client and server over loopback TCP.
+func benchPair() (client, server *smux.Session) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			fail("accept: %v", err)
+		}
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		fail("dial: %v", err)
+	}
+	sc := <-accepted
+	ln.Close()
+	cfg := smux.DefaultConfig()
+	cfg.Version = *version
+	if err := smux.VerifyConfig(cfg); err != nil {
+		fail("config: %v", err)
+	}
+	if server, err = smux.Server(sc, cfg); err != nil {
+		fail("server: %v", err)
+	}
+	if client, err = smux.Client(cc, cfg); err != nil {
+		fail("client: %v", err)
+	}
+	return client, server
+}
+
+// serveEach runs handle on every stream the server accepts.
+func serveEach(server *smux.Session, handle func(*smux.Stream)) {
+	go func() {
+		for {
+			st, err := server.AcceptStream()
+			if err != nil {
+				return
+			}
+			go handle(st)
+		}
+	}()
+}
+
+func runBench() {
+	client, server := benchPair()
+	var secs float64
+	var units int64
+	var cpu float64
+	switch *benchScenario {
+	case "bulk":
+		secs, cpu, units = benchBulk(client, server)
+	case "rr":
+		secs, cpu, units = benchRR(client, server)
+	case "idle":
+		secs, cpu, units = benchIdle(client, server)
+	default:
+		fail("unknown -scenario %q", *benchScenario)
+	}
+	out("result secs=%.6f units=%d cpu=%.3f hwm_kib=%d", secs, units, cpu, peakRSSKiB())
+}
+
+func benchBulk(client, server *smux.Session) (float64, float64, int64) {
+	k := *benchConns
+	per := *benchBytes / int64(k)
+	received := make(chan int64, k)
+	serveEach(server, func(st *smux.Stream) {
+		n, err := io.Copy(io.Discard, st)
+		if err != nil && err != io.EOF { // this smux's WriteTo reports the EOF
+			fail("bulk: server read after %d bytes: %v", n, err)
+		}
+		st.Close()
+		received <- n
+	})
+	chunk := make([]byte, benchChunk)
+	for i := range chunk {
+		chunk[i] = 0x5a
+	}
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := client.OpenStream()
+			if err != nil {
+				fail("bulk: open: %v", err)
+			}
+			for left := per; left > 0; {
+				n := int64(len(chunk))
+				if n > left {
+					n = left
+				}
+				if _, err := st.Write(chunk[:n]); err != nil {
+					fail("bulk: write: %v", err)
+				}
+				left -= n
+			}
+			st.Close()
+		}()
+	}
+	wg.Wait()
+	var total int64
+	for i := 0; i < k; i++ {
+		total += <-received
+	}
+	secs := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
+	if total != per*int64(k) {
+		fail("bulk: server received %d bytes, sent %d", total, per*int64(k))
+	}
+	return secs, cpu, total
+}
+
+func benchRR(client, server *smux.Session) (float64, float64, int64) {
+	serveEach(server, func(st *smux.Stream) {
+		defer st.Close()
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(st, b); err != nil {
+			fail("rr: server read: %v", err)
+		}
+		if _, err := st.Write(b); err != nil {
+			fail("rr: server write: %v", err)
+		}
+		io.Copy(io.Discard, st)
+	})
+	ops := *benchOps
+	b := make([]byte, 1)
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	for i := 0; i < ops; i++ {
+		st, err := client.OpenStream()
+		if err != nil {
+			fail("rr: open: %v", err)
+		}
+		b[0] = byte(i)
+		if _, err := st.Write(b); err != nil {
+			fail("rr: write: %v", err)
+		}
+		if _, err := io.ReadFull(st, b); err != nil || b[0] != byte(i) {
+			fail("rr: echo: %v (%d)", err, b[0])
+		}
+		st.Close()
+	}
+	return time.Since(start).Seconds(), cpuSeconds() - cpu0, int64(ops)
+}
+
+var benchHeld struct {
+	sync.Mutex
+	streams []*smux.Stream
+}
+
+func benchIdle(client, server *smux.Session) (float64, float64, int64) {
+	n := *benchOps
+	var held int64
+	allHeld := make(chan struct{})
+	serveEach(server, func(st *smux.Stream) {
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(st, b); err != nil {
+			fail("idle: server read: %v", err)
+		}
+		if _, err := st.Write(b); err != nil {
+			fail("idle: server write: %v", err)
+		}
+		benchHeld.Lock()
+		benchHeld.streams = append(benchHeld.streams, st)
+		benchHeld.Unlock()
+		if atomic.AddInt64(&held, 1) == int64(n) {
+			close(allHeld)
+		}
+	})
+	const openers = 64
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < openers; w++ {
+		count := n / openers
+		if w < n%openers {
+			count++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]*smux.Stream, 0, count)
+			b := make([]byte, 1)
+			for i := 0; i < count; i++ {
+				st, err := client.OpenStream()
+				if err != nil {
+					fail("idle: open: %v", err)
+				}
+				if _, err := st.Write(b); err != nil {
+					fail("idle: write: %v", err)
+				}
+				if _, err := io.ReadFull(st, b); err != nil {
+					fail("idle: echo: %v", err)
+				}
+				mine = append(mine, st)
+			}
+			benchHeld.Lock()
+			benchHeld.streams = append(benchHeld.streams, mine...)
+			benchHeld.Unlock()
+		}()
+	}
+	wg.Wait()
+	if n > 0 {
+		<-allHeld
+	}
+	secs := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
+	if got := client.NumStreams(); got != n {
+		fail("idle: the client holds %d streams, want %d", got, n)
+	}
+	return secs, cpu, int64(n)
+}
