@@ -28,6 +28,12 @@
 //!   partial writes are fine), [`poll_event`](Session::poll_event) (streams opened by the peer,
 //!   readable, writable, session closed), [`poll_timeout`](Session::poll_timeout) (when to call
 //!   `handle_timeout` next).
+//! - **For drivers that want fewer copies** (optional):
+//!   [`poll_transmit_chunks`](Session::poll_transmit_chunks) hands output over as owned chunks
+//!   (to write outside whatever guards the session), and
+//!   [`begin_direct_write`](Session::begin_direct_write) /
+//!   [`end_direct_write`](Session::end_direct_write) frame a write straight from the caller's
+//!   buffer when nothing else waits to be sent.
 //! - **Getters**: [`wants_read`](Session::wants_read) (backpressure: stop reading the
 //!   transport while false), [`wants_write`](Session::wants_write), [`stats`](Session::stats),
 //!   [`error`](Session::error) and friends.
