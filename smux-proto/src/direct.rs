@@ -130,6 +130,10 @@ impl Session {
     ///
     /// `Ok(None)`: a direct write is not possible now; use [`write`](Self::write). Errors are
     /// those of `write`.
+    ///
+    /// Until `end_direct_write`, take no other output from the session
+    /// ([`poll_transmit`](Self::poll_transmit) and friends): the direct write's bytes must
+    /// come first on the wire.
     pub fn begin_direct_write(
         &mut self,
         stream_id: StreamId,

@@ -795,7 +795,10 @@ impl Session {
         rest: Option<Bytes>,
     ) {
         if let Some(rest) = rest {
-            self.outbox.push_front(rest);
+            // A failed session sends nothing more.
+            if !self.is_closed() {
+                self.outbox.push_front(rest);
+            }
         }
         if self.config.version == Version::V2 {
             if let Some(stream) = self.streams.get_mut(&id) {
