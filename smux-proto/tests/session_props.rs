@@ -179,6 +179,14 @@ enum Op {
         len: usize,
         chunk: bool,
     },
+    /// `side` tries a zero-copy direct write of `len` bytes on the `pick`-th stream it knows;
+    /// the transport takes `take` bytes of it.
+    WriteDirect {
+        side: usize,
+        pick: usize,
+        len: usize,
+        take: usize,
+    },
     /// `side` writes a send buffer's worth and pumps, `rounds` times: bulk data, beyond the
     /// version 2 initial window.
     WriteMuch {
@@ -219,13 +227,21 @@ fn op(read_weight: u32) -> impl Strategy<Value = Op> {
         prop::sample::select(vec![1024usize, 2048, 4096, 8192]),
     ];
     let chunk = prop_oneof![1usize..32, 32usize..3000, Just(usize::MAX)];
+    // How much of a direct write the transport takes: inside a header, inside a payload, all.
+    let direct_take = prop_oneof![1 => 0usize..20, 2 => 0usize..70_000, 1 => Just(usize::MAX)];
     prop_oneof![
         2 => side.clone().prop_map(Op::Open),
         2 => side.clone().prop_map(Op::Accept),
         8 => (side.clone(), pick, write_len, any::<bool>())
             .prop_map(|(side, pick, len, chunk)| Op::Write { side, pick, len, chunk }),
-        1 => (side.clone(), pick, 1usize..40)
-            .prop_map(|(side, pick, rounds)| Op::WriteMuch { side, pick, rounds }),
+        // (Nested: proptest's unions of more than ten arms reject weight 0, which
+        // `read_weight` may be.)
+        4 => prop_oneof![
+            1 => (side.clone(), pick, 1usize..40)
+                .prop_map(|(side, pick, rounds)| Op::WriteMuch { side, pick, rounds }),
+            3 => (side.clone(), pick, 0usize..200_000, direct_take)
+                .prop_map(|(side, pick, len, take)| Op::WriteDirect { side, pick, len, take }),
+        ],
         read_weight => (side.clone(), pick, read_max, any::<bool>())
             .prop_map(|(side, pick, max, chunk)| Op::Read { side, pick, max, chunk }),
         1 => (side.clone(), pick).prop_map(|(side, pick)| Op::Finish { side, pick }),
@@ -277,6 +293,9 @@ struct Rec {
     upd_sent: [Option<u32>; 2],
     /// `(consumed, window)` of the last UPD the side processed.
     upd_seen: [Option<(u32, u32)>; 2],
+    /// Data offset up to which the side's frames were checked against its window when a
+    /// direct write made them (their bytes are decoded later, maybe after a newer UPD).
+    direct_checked: [usize; 2],
 }
 
 /// One direction of the wire, decoded twice: when frames are made (`poll_transmit`) and when
@@ -313,6 +332,9 @@ struct Harness {
     inbox: [BytesMut; 2],
     /// `wire[i]`: what side `i` sends.
     wire: [Wire; 2],
+    /// Bytes side `i` wrote to the transport itself (direct writes), not delivered yet: they
+    /// come before anything it transmits later.
+    direct: [Vec<u8>; 2],
     offset: Duration,
     /// Deliver bytes even while the receiver does not want to read (it must then leave them
     /// in its buffer); otherwise they wait in the sender's transmit queue.
@@ -343,6 +365,7 @@ impl Harness {
             ],
             inbox: [BytesMut::new(), BytesMut::new()],
             wire: [Wire::new(version), Wire::new(version)],
+            direct: [Vec::new(), Vec::new()],
             offset: Duration::ZERO,
             eager,
             streams: Vec::new(),
@@ -399,6 +422,16 @@ impl Harness {
             } => {
                 if let Some(i) = self.pick(side, pick) {
                     self.write(side, i, len, chunk)?;
+                }
+            }
+            Op::WriteDirect {
+                side,
+                pick,
+                len,
+                take,
+            } => {
+                if let Some(i) = self.pick(side, pick) {
+                    self.write_direct(side, i, len, take)?;
                 }
             }
             Op::WriteMuch { side, pick, rounds } => {
@@ -477,6 +510,7 @@ impl Harness {
             peer_fin_at: [None; 2],
             upd_sent: [None; 2],
             upd_seen: [None; 2],
+            direct_checked: [0; 2],
         });
         Ok(())
     }
@@ -586,6 +620,61 @@ impl Harness {
             }
             Err(e) => return fail(format!("{} write on {id}: unexpected {e}", side_name(side))),
         }
+        Ok(())
+    }
+
+    /// One direct write: the bytes the transport takes go on the wire (before anything
+    /// transmitted later), the rest of a partly taken frame is left to the transmit queue.
+    /// When a direct write is not possible, a plain write with the same checks.
+    fn write_direct(&mut self, side: usize, i: usize, len: usize, take: usize) -> R {
+        let id = self.streams[i].id;
+        let write = match self.s[side].begin_direct_write(id, len) {
+            Ok(Some(write)) => write,
+            // Not possible now, or an error: `write` reports the same errors, with the checks.
+            Ok(None) | Err(_) => return self.write(side, i, len, false),
+        };
+        prop_assert!(
+            !self.s[side].wants_write(),
+            "direct write while output waits"
+        );
+        prop_assert!(write.len() > 0 && write.len() <= len);
+        let payload = data(id, side, self.streams[i].written[side], write.len());
+        let take = take.min(write.wire_len());
+        let mut slices = vec![IoSlice::new(&[]); 2 * smux_proto::DIRECT_FRAMES];
+        let n = write.slices(&payload, &mut slices);
+        let mut bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        prop_assert_eq!(bytes.len(), write.wire_len());
+        bytes.truncate(take);
+        let start = self.s[side].stats().bytes_out;
+        prop_assert_eq!(self.wire[side].seen, start, "wire monitor out of step");
+        let accepted = self.s[side].end_direct_write(write, take, &payload);
+        prop_assert_eq!(
+            self.s[side].stats().bytes_out,
+            start + take as u64,
+            "bytes_out counts what the transport took"
+        );
+        prop_assert!(take == 0 || accepted > 0, "bytes went out, none accepted");
+        let v2 = self.version == Version::V2;
+        let rec = &mut self.streams[i];
+        rec.written[side] += accepted;
+        if v2 && accepted > 0 {
+            // Go's rule when the frames were made: nothing else was queued, so everything
+            // written is sent.
+            let (consumed, window) = rec.upd_seen[side].unwrap_or((0, INITIAL_PEER_WINDOW));
+            let inflight = (rec.written[side] as u32).wrapping_sub(consumed) as i32;
+            prop_assert!(
+                i64::from(inflight) <= i64::from(window as i32),
+                "direct write put {} bytes in flight on {}, beyond the window {}",
+                inflight,
+                id,
+                window
+            );
+            rec.direct_checked[side] = rec.written[side];
+        }
+        let wire = &mut self.wire[side];
+        wire.raw.extend_from_slice(&bytes);
+        wire.seen += take as u64;
+        self.direct[side].extend_from_slice(&bytes);
         Ok(())
     }
 
@@ -749,8 +838,12 @@ impl Harness {
         let now = self.now();
         let mut moved = Vec::new();
         let mut polled = false;
+        let mut direct_moved = 0;
         if max > 0 && (self.eager || self.s[to].wants_read()) {
             polled = true;
+            // What direct writes put on the wire comes first.
+            direct_moved = self.direct[from].len().min(max);
+            moved.extend(self.direct[from].drain(..direct_moved));
             let start = self.s[from].stats().bytes_out;
             let wire = &mut self.wire[from];
             let mut slices = vec![IoSlice::new(&[]); TRANSMIT_SLOTS];
@@ -781,7 +874,7 @@ impl Harness {
                 );
             }
         }
-        self.s[from].transmitted(moved.len());
+        self.s[from].transmitted(moved.len() - direct_moved);
         if polled {
             self.check_frames_made(from)?;
         }
@@ -910,7 +1003,7 @@ impl Harness {
                     ));
                 }
                 rec.data_sent[side] += payload.len();
-                if v2 {
+                if v2 && rec.data_sent[side] > rec.direct_checked[side] {
                     // Go's rule, as the sender knew it when making the frame: in flight
                     // (sent - consumed, wrapping) at most the window (256 KiB before any UPD).
                     let (consumed, window) = rec.upd_seen[side].unwrap_or((0, INITIAL_PEER_WINDOW));
@@ -1143,11 +1236,13 @@ impl Harness {
                 timeout.map(|t| t - base())
             );
             // Every transmitted byte reached the peer: either consumed as part of a frame or
-            // still waiting in its input buffer.
+            // still waiting in its input buffer (or, written directly, on its way).
             let peer = &self.s[1 - side];
             prop_assert_eq!(
                 s.stats().bytes_out,
-                peer.stats().bytes_in + self.inbox[1 - side].len() as u64,
+                peer.stats().bytes_in
+                    + self.inbox[1 - side].len() as u64
+                    + self.direct[side].len() as u64,
                 "bytes sent by {} vs taken by the peer",
                 name
             );
