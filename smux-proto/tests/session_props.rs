@@ -637,7 +637,7 @@ impl Harness {
             !self.s[side].wants_write(),
             "direct write while output waits"
         );
-        prop_assert!(write.len() > 0 && write.len() <= len);
+        prop_assert!(!write.is_empty() && write.len() <= len);
         let payload = data(id, side, self.streams[i].written[side], write.len());
         let take = take.min(write.wire_len());
         let mut slices = vec![IoSlice::new(&[]); 2 * smux_proto::DIRECT_FRAMES];
