@@ -361,7 +361,8 @@ impl World {
                 Ok(None) => return,
                 Err(e) => panic!("end {w} sent an invalid frame: {e}"),
             };
-            let frame_end = input_end - end.out_undecoded.len() as u64;
+            // Only meaningful while the peer takes input (the offsets of its UPDs).
+            let frame_end = input_end.saturating_sub(end.out_undecoded.len() as u64);
             let index = end.frames_decoded;
             end.frames_decoded += 1;
             while end.framed_with.front().is_some_and(|&(f, _)| f <= index) {
