@@ -65,24 +65,21 @@ fn max_payload(version: Version, wire: &[u8]) -> usize {
     max
 }
 
-/// Unread input exceeds the budget by one frame at most: by `max_payload`, and by 65535.
-fn check(s: &Session, max_payload: usize) {
+/// Unread input exceeds the budget by less than one frame: input is only taken while under
+/// the budget, and a frame adds one payload (at most `max_payload`, and at most 65535). The
+/// session took exactly the `taken` bytes the harness fed and it did not leave.
+fn check(s: &Session, max_payload: usize, taken: usize) {
     let c = s.config();
-    assert!(
-        s.buffered_input() <= c.max_receive_buffer + 65_535,
-        "{}",
-        s.buffered_input()
-    );
-    assert!(
-        s.buffered_input() <= c.max_receive_buffer + max_payload,
-        "{}",
-        s.buffered_input()
-    );
+    let recv = s.buffered_input();
+    assert!(recv < c.max_receive_buffer + 65_535, "{recv}");
+    assert!(recv < c.max_receive_buffer + max_payload, "{recv}");
     assert!(
         s.buffered_output() <= c.max_send_buffer,
         "{}",
         s.buffered_output()
     );
+    assert!(s.stream_count() <= c.max_streams, "{}", s.stream_count());
+    assert_eq!(s.stats().bytes_in, taken as u64, "stats().bytes_in");
     assert_eq!(s.is_closed(), s.error().is_some());
 }
 
@@ -197,9 +194,9 @@ pub fn session_input(data: &[u8]) {
         input.extend_from_slice(&wire[fed..fed + n]);
         fed += n;
         let _ = s.handle_input(now, &mut input);
-        check(&s, max_payload);
+        check(&s, max_payload, fed - input.len());
         app_turn(&mut s, &mut rng, &mut streams, &mut now);
-        check(&s, max_payload);
+        check(&s, max_payload, fed - input.len());
     }
     // End of input: keep reading so paused input is used up, then expect the session to end.
     let _ = s.handle_eof(now, &mut input);
@@ -209,9 +206,9 @@ pub fn session_input(data: &[u8]) {
         }
         app_turn(&mut s, &mut rng, &mut streams, &mut now);
         let _ = s.handle_input(now, &mut input);
-        check(&s, max_payload);
+        check(&s, max_payload, fed - input.len());
     }
     drain_output(&mut s, &mut rng);
     while s.poll_event().is_some() {}
-    check(&s, max_payload);
+    check(&s, max_payload, fed - input.len());
 }
