@@ -1,5 +1,6 @@
 #!/bin/sh
-# Regenerates the seed corpus. Frame layout: VER CMD LEN(u16 LE) SID(u32 LE) DATA.
+# Writes the hand-made seeds the frame and session_input corpora started from (the committed
+# corpus is the fuzzers' minimised output). Frame layout: VER CMD LEN(u16 LE) SID(u32 LE) DATA.
 # frame/ inputs start with 2 bytes seeding the fragmentation; session_input/ inputs with a
 # config byte (bit 0 server, bit 1 v2, bits 2-3 sizes, bit 4 keepalive off) and a seed byte.
 set -e

@@ -5,11 +5,14 @@
 //! - [`go`]: builds the Go peer (`go-peer/main.go`, on Go's own `github.com/xtaci/smux`) once
 //!   per test process, spawns it and reads what it reports.
 //! - [`payload`], [`checksum`], [`XorShift`]: deterministic test data and its FNV-1a checksum.
+//! - [`soak`]: the stream plans of the loss-free soak tests of `smux-tokio` and `smux-smol`
+//!   (which use this crate as a dev-dependency).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod go;
+pub mod soak;
 
 /// xorshift64: a tiny deterministic pseudo-random generator for sizes and payloads.
 #[derive(Debug, Clone)]
