@@ -76,7 +76,7 @@ fn write_all_until_blocked(pair: &mut Pair, id: StreamId, total: usize) -> usize
 
 #[test]
 fn v2_window_exhaustion_recovers_after_reads() {
-    let mut pair = Pair::v(Version::V2);
+    let mut pair = Pair::go_v2();
     let (id, _) = pair.open_client_stream();
     let data = pattern(12, 2_000_000);
     let mut left = &data[..];
@@ -101,7 +101,7 @@ fn v2_window_exhaustion_recovers_after_reads() {
 
 #[test]
 fn v2_receiver_sends_update_after_first_read_and_every_half_window() {
-    let mut pair = Pair::v(Version::V2);
+    let mut pair = Pair::go_v2();
     let (id, _) = pair.open_client_stream();
     pair.client.write(id, &pattern(13, 100_000)).unwrap();
     pair.drive();

@@ -53,6 +53,16 @@ impl Pair {
         }
     }
 
+    /// Version 2 with Go's default 64 KiB window (ours is larger), for the tests of Go's
+    /// window arithmetic.
+    pub(crate) fn go_v2() -> Pair {
+        Pair::new(Config {
+            version: Version::V2,
+            max_stream_buffer: 64 * 1024,
+            ..Config::default()
+        })
+    }
+
     pub(crate) fn v(version: Version) -> Pair {
         Pair::new(Config {
             version,

@@ -92,7 +92,7 @@ fn upd_in_version_1_is_fatal() {
 
 #[test]
 fn data_beyond_the_v2_window_is_fatal() {
-    let mut pair = Pair::v(Version::V2);
+    let mut pair = Pair::go_v2();
     let (id, _) = pair.open_client_stream();
     let mut input = BytesMut::new();
     for _ in 0..5 {
