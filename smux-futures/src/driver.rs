@@ -23,6 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{Error, Event, Session, StreamId, DIRECT_FRAMES};
 
+use crate::recycle::Recycler;
 use crate::timer::{Sleep, Timer};
 use crate::wakers::{FanOut, Slot, Waiter, Wakers};
 
@@ -32,6 +33,8 @@ use crate::wakers::{FanOut, Slot, Waiter, Wakers};
 const READ_MIN: usize = 4 * 1024;
 /// Largest read asked of the transport.
 const READ_MAX: usize = 64 * 1024;
+/// Allocation unit of the receive buffer.
+const READ_BLOCK: usize = 2 * READ_MAX;
 /// Reads per drive before yielding, so an always-ready transport cannot monopolise a task.
 const READS_PER_DRIVE: usize = 16;
 /// Slices per vectored write.
@@ -115,9 +118,9 @@ impl Core {
 struct Io<T> {
     transport: T,
     /// Received bytes not yet consumed by the session (a partial frame at most, unless input
-    /// is paused). Frames of 16 KiB or more are split off it without a copy; once they are all
-    /// read, its allocation is reused in place.
-    read_buf: BytesMut,
+    /// is paused). Large frames are split off it without a copy; its blocks are recycled once
+    /// their frames are read.
+    read_buf: Recycler,
     /// Size of the next read.
     read_size: usize,
     /// The transport reported end of input.
@@ -147,6 +150,9 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     pub(crate) fn new(session: Session, transport: T, timer: Box<dyn Timer>) -> Self {
+        // Receive blocks set aside while their frames are unread: as many as a full receive
+        // budget of unread frames can pin.
+        let read_spare = session.config().max_receive_buffer / READ_BLOCK + 2;
         let wakers = Arc::new(Wakers::default());
         let fan_out = Waker::from(Arc::new(FanOut(wakers.clone())));
         Driver {
@@ -160,7 +166,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }),
             io: Mutex::new(Io {
                 transport,
-                read_buf: BytesMut::new(),
+                read_buf: Recycler::new(READ_BLOCK, read_spare),
                 read_size: READ_MIN,
                 eof: false,
                 out: VecDeque::new(),
@@ -412,7 +418,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             if std::mem::take(&mut core.input_paused) && !io.eof && core.session.wants_read() {
                 // Input resumes: first the frames left in the buffer when it paused; the
                 // transport may have nothing more to give for a long time.
-                progress = core.feed(&mut io.read_buf, false);
+                progress = core.feed(io.read_buf.buf(), false);
             }
         }
         for _ in 0..READS_PER_DRIVE {
@@ -424,17 +430,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 if io.eof {
                     // Frames left in the buffer after a pause, then the end.
-                    return core.feed(&mut io.read_buf, true) || progress;
+                    return core.feed(io.read_buf.buf(), true) || progress;
                 }
             }
-            let len = io.read_buf.len();
             let want = io.read_size;
-            io.read_buf.resize(len + want, 0);
-            let polled = Pin::new(&mut io.transport).poll_read(cx, &mut io.read_buf[len..]);
+            io.read_buf.reserve(want);
+            let read_buf = io.read_buf.buf();
+            let len = read_buf.len();
+            read_buf.resize(len + want, 0);
+            let polled = Pin::new(&mut io.transport).poll_read(cx, &mut read_buf[len..]);
             let n = match polled {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => {
-                    io.read_buf.truncate(len);
+                    read_buf.truncate(len);
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
@@ -442,14 +450,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     return true;
                 }
                 Poll::Pending => {
-                    io.read_buf.truncate(len);
+                    read_buf.truncate(len);
                     return progress;
                 }
             };
-            io.read_buf.truncate(len + n);
+            read_buf.truncate(len + n);
             if n == 0 {
                 io.eof = true;
-                lock(&self.core).feed(&mut io.read_buf, true);
+                lock(&self.core).feed(io.read_buf.buf(), true);
                 return true;
             }
             io.read_size = if n == want {
@@ -457,7 +465,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             } else {
                 (n * 2).clamp(READ_MIN, READ_MAX)
             };
-            lock(&self.core).feed(&mut io.read_buf, false);
+            lock(&self.core).feed(io.read_buf.buf(), false);
             progress = true;
         }
         // Still readable after many reads: come back soon, without hogging this task.

@@ -19,6 +19,7 @@
 
 mod driver;
 mod mux;
+mod recycle;
 mod stream;
 pub mod test_util;
 #[cfg(test)]
