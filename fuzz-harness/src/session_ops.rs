@@ -24,7 +24,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use smux_proto::{
     Config, Error, Event, Frame, FrameDecoder, ReadError, Session, Side, StreamId, Version,
-    WriteError, INITIAL_PEER_WINDOW,
+    WriteError, DIRECT_FRAMES, INITIAL_PEER_WINDOW,
 };
 
 /// A `session_ops` input: a configuration byte and the operations to apply.
@@ -102,6 +102,18 @@ pub enum Op {
     Close {
         /// The side acting.
         client: bool,
+    },
+    /// Writes `len` bytes of the side's pattern with a zero-copy direct write of which the
+    /// transport takes `take` bytes (a plain write when a direct write is not possible).
+    WriteDirect {
+        /// The side acting.
+        client: bool,
+        /// Which known stream.
+        stream: u8,
+        /// How many bytes to offer.
+        len: u16,
+        /// How many bytes of the frames the transport takes.
+        take: u16,
     },
 }
 
@@ -260,6 +272,36 @@ impl World {
         }
     }
 
+    /// A zero-copy direct write of `len` pattern bytes, the transport taking `take` bytes of
+    /// its frames; the rest of a partly taken frame goes out with the next delivery.
+    fn write_direct(&mut self, i: usize, k: u8, len: u16, take: u16) {
+        let Some(id) = self.pick(i, k) else { return };
+        let written = self.tracks.entry((i, id)).or_default().written;
+        let data: Vec<u8> = (0..u64::from(len))
+            .map(|o| pattern(i, id, written + o))
+            .collect();
+        let s = &mut self.ends[i].s;
+        let write = match s.begin_direct_write(id, data.len()) {
+            Ok(Some(write)) => write,
+            // Not possible now, or an error: a plain write reports the same, with the checks.
+            Ok(None) | Err(_) => return self.write(i, k, len, false),
+        };
+        assert!(!s.wants_write(), "direct write while output waits");
+        assert!(!write.is_empty() && write.len() <= data.len());
+        let take = usize::from(take).min(write.wire_len());
+        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
+        let n = write.slices(&data, &mut slices);
+        let mut out: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(out.len(), write.wire_len());
+        out.truncate(take);
+        let accepted = s.end_direct_write(write, take, &data);
+        assert!(take == 0 || accepted > 0, "bytes went out, none accepted");
+        self.tracks.entry((i, id)).or_default().written += accepted as u64;
+        if take > 0 {
+            self.hand_over(i, out);
+        }
+    }
+
     /// Reads once from stream `id` of end `i`, checking what comes out.
     fn read(&mut self, i: usize, id: StreamId, max: u16, chunk: bool) {
         let w = 1 - i;
@@ -323,8 +365,15 @@ impl World {
             }
             s.transmitted(out.len() - before);
         }
+        self.hand_over(i, out)
+    }
+
+    /// End `i`'s transport takes `out`: it is checked and reaches the peer (if it still reads);
+    /// returns its length.
+    fn hand_over(&mut self, i: usize, out: Vec<u8>) -> usize {
+        let end = &mut self.ends[i];
         // Everything framed by now was framed knowing the input taken so far.
-        let stats = s.stats();
+        let stats = end.s.stats();
         if end
             .framed_with
             .back()
@@ -521,6 +570,12 @@ impl World {
                 len,
                 chunk,
             } => self.write(end(client), stream, len, chunk),
+            Op::WriteDirect {
+                client,
+                stream,
+                len,
+                take,
+            } => self.write_direct(end(client), stream, len, take),
             Op::Read {
                 client,
                 stream,
