@@ -273,20 +273,22 @@ mod tests {
         assert_eq!(s.take_send(6000), vec![2u8; 10]);
     }
 
+    /// 3000 chunks of 1 to 3 bytes, with a 5000-byte one every 1000.
+    fn tiny_chunks_and_some_large() -> Vec<Bytes> {
+        (0..3000usize)
+            .map(|i| {
+                let len = if i % 1000 == 999 { 5000 } else { 1 + i % 3 };
+                (0..len).map(|j| (i + j) as u8).collect::<Vec<u8>>().into()
+            })
+            .collect()
+    }
+
     #[test]
     fn tiny_writes_are_held_merged_and_framed_in_order() {
         let mut s = Stream::new(65536);
-        let mut expected = Vec::new();
-        for i in 0..3000u32 {
-            let len = if i % 1000 == 999 {
-                5000
-            } else {
-                1 + (i % 3) as usize
-            };
-            let data: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
-            expected.extend_from_slice(&data);
-            s.push_send(Bytes::from(data));
-        }
+        let chunks = tiny_chunks_and_some_large();
+        let expected = chunks.concat();
+        chunks.into_iter().for_each(|c| s.push_send(c));
         assert_eq!(s.send_len(), expected.len());
         assert_eq!(s.send.len(), 6, "tiny writes are not queued one by one");
         let mut framed = Vec::new();
@@ -321,18 +323,9 @@ mod tests {
     #[test]
     fn tiny_payloads_are_merged_and_read_in_order() {
         let mut s = Stream::new(65536);
-        let mut expected = Vec::new();
-        for i in 0..3000u32 {
-            // Tiny payloads, with a large one now and then.
-            let len = if i % 1000 == 999 {
-                5000
-            } else {
-                1 + (i % 3) as usize
-            };
-            let data: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
-            expected.extend_from_slice(&data);
-            s.push_recv(Bytes::from(data));
-        }
+        let chunks = tiny_chunks_and_some_large();
+        let expected = chunks.concat();
+        chunks.into_iter().for_each(|c| s.push_recv(c));
         assert_eq!(s.recv_len(), expected.len());
         // Three large chunks, each preceded by one merged run of tiny ones, then one more run.
         assert_eq!(s.recv.len(), 6, "tiny payloads are not queued one by one");
