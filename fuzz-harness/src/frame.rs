@@ -8,27 +8,7 @@ use bytes::BytesMut;
 use smux_proto::frame::HEADER_LEN;
 use smux_proto::{Frame, FrameDecoder, ProtocolViolation, Version};
 
-/// xorshift32, for reproducible chunk sizes.
-struct Rng(u32);
-
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 17;
-        self.0 ^= self.0 << 5;
-        self.0
-    }
-
-    fn chunk_len(&mut self) -> usize {
-        let r = self.next();
-        match r % 4 {
-            0 => 1 + (r >> 8) as usize % 8,
-            1 => 1 + (r >> 8) as usize % 64,
-            2 => 1 + (r >> 8) as usize % 70_000,
-            _ => usize::MAX,
-        }
-    }
-}
+use crate::shared::Rng;
 
 /// Decodes `stream` fed in chunks; returns the frames and the error that stopped decoding.
 fn decode(

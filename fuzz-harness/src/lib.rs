@@ -14,6 +14,7 @@
 mod frame;
 mod session_input;
 mod session_ops;
+mod shared;
 
 pub use frame::frame;
 pub use session_input::session_input;

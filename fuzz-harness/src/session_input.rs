@@ -12,21 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use smux_proto::{Config, Event, Frame, FrameDecoder, Session, Side, StreamId, Version};
 
-/// xorshift32: the schedule.
-struct Rng(u32);
-
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 17;
-        self.0 ^= self.0 << 5;
-        self.0
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        self.next() % n
-    }
-}
+use crate::shared::{set_limits, Rng};
 
 fn config(byte: u8) -> Config {
     let mut c = Config {
@@ -38,19 +24,13 @@ fn config(byte: u8) -> Config {
         keep_alive_disabled: byte & 16 != 0,
         ..Config::default()
     };
-    let (recv, stream, frame, send, stream_send, backlog, streams) = match (byte >> 2) & 3 {
+    let limits = match (byte >> 2) & 3 {
         0 => return c,
-        1 => (512, 256, 512, 2048, 1024, 2, 4),
-        2 => (65_536, 16_384, 4096, 16_384, 4096, 16, 32),
-        _ => (1, 1, 1, 1, 1, 1, 2),
+        1 => [512, 256, 512, 2048, 1024, 2, 4],
+        2 => [65_536, 16_384, 4096, 16_384, 4096, 16, 32],
+        _ => [1, 1, 1, 1, 1, 1, 2],
     };
-    c.max_receive_buffer = recv;
-    c.max_stream_buffer = stream;
-    c.max_frame_size = frame;
-    c.max_send_buffer = send;
-    c.max_stream_send_buffer = stream_send;
-    c.accept_backlog = backlog;
-    c.max_streams = streams;
+    set_limits(&mut c, limits);
     c
 }
 

@@ -27,6 +27,8 @@ use smux_proto::{
     WriteError, DIRECT_FRAMES, INITIAL_PEER_WINDOW,
 };
 
+use crate::shared::set_limits;
+
 /// A `session_ops` input: a configuration byte and the operations to apply.
 #[derive(Arbitrary, Debug)]
 pub struct Input {
@@ -130,19 +132,13 @@ fn config(byte: u8) -> Config {
         keep_alive_disabled: true,
         ..Config::default()
     };
-    let (recv, stream, frame, send, stream_send, backlog, streams) = match (byte >> 1) & 3 {
+    let limits = match (byte >> 1) & 3 {
         0 => return c,
-        1 => (4096, 1024, 100, 2048, 1024, 2, 4),
-        2 => (65_536, 8192, 1500, 16_384, 4096, 8, 16),
-        _ => (1, 1, 1, 1, 1, 1, 2),
+        1 => [4096, 1024, 100, 2048, 1024, 2, 4],
+        2 => [65_536, 8192, 1500, 16_384, 4096, 8, 16],
+        _ => [1, 1, 1, 1, 1, 1, 2],
     };
-    c.max_receive_buffer = recv;
-    c.max_stream_buffer = stream;
-    c.max_frame_size = frame;
-    c.max_send_buffer = send;
-    c.max_stream_send_buffer = stream_send;
-    c.accept_backlog = backlog;
-    c.max_streams = streams;
+    set_limits(&mut c, limits);
     c
 }
 
