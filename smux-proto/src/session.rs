@@ -477,13 +477,19 @@ impl Session {
     /// vectored write; returns how many slots were used (0: nothing to send). After writing,
     /// report how many bytes the transport took with [`transmitted`](Self::transmitted).
     pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.prepare_transmit();
+        self.outbox.fill(dst)
+    }
+
+    /// Frames what is ready into the transmit queue; with nothing to send, a closing session
+    /// may be done.
+    fn prepare_transmit(&mut self) {
         if !self.is_closed() {
             self.fill_outbox();
             if self.outbox.is_empty() {
                 self.check_close_complete();
             }
         }
-        self.outbox.fill(dst)
     }
 
     /// Appends everything waiting to be sent to `out` and returns the byte count: the same as
@@ -517,14 +523,10 @@ impl Session {
     /// the session during the system call. The chunks are no longer counted against
     /// [`Config::max_send_buffer`], so take more only once the previous ones are written.
     pub fn poll_transmit_chunks(&mut self, out: &mut VecDeque<Bytes>) -> usize {
-        if !self.is_closed() {
-            self.fill_outbox();
-        }
+        self.prepare_transmit();
         let n = self.outbox.take(out);
         if n > 0 {
             self.account_transmitted(n);
-        } else if !self.is_closed() {
-            self.check_close_complete();
         }
         n
     }
