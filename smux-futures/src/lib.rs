@@ -28,6 +28,9 @@ mod timer;
 mod wakers;
 
 pub use mux::Mux;
-pub use smux_proto::{self as proto, Config as MuxConfig, Side, Stats, StreamId, Version};
+pub use smux_proto::{
+    self as proto, Config as MuxConfig, InputPause, SessionSnapshot, Side, Stats, StreamId,
+    StreamSnapshot, Version,
+};
 pub use stream::MuxStream;
 pub use timer::{NoTimer, Sleep, Timer};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::io::{AsyncRead, AsyncWrite};
-use smux_proto::{Config, ConfigError, Error, OpenError, Session, Side, Stats};
+use smux_proto::{Config, ConfigError, Error, OpenError, Session, SessionSnapshot, Side, Stats};
 
 use crate::driver::Driver;
 use crate::stream::MuxStream;
@@ -167,6 +167,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.with(|core| core.session.is_closed())
+    }
+
+    /// The state of the session and of every stream (buffered bytes, windows granted and
+    /// available, flags, and whether input is paused and why), for debugging a stall. Walks
+    /// every stream; it takes the session lock briefly and never drives the connection.
+    pub fn snapshot(&self) -> SessionSnapshot {
+        self.shared.with(|core| core.session.snapshot())
     }
 
     /// Tasks parked on this connection (stream slots and connection-wide waiters).

@@ -13,14 +13,18 @@ pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 32 * 1024;
 /// Go's `DefaultConfig().MaxReceiveBuffer`.
 pub const DEFAULT_MAX_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
-/// 1 MiB, where Go's `DefaultConfig().MaxStreamBuffer` is 64 KiB: with a 64 KiB window a v2
+/// 4 MiB (the whole default receive budget), where Go's `DefaultConfig().MaxStreamBuffer` is
+/// 64 KiB: it caps the window of one stream, which otherwise gets a fair share of
+/// `max_receive_buffer` (all of it when it is the only busy stream). With a 64 KiB window a v2
 /// stream waits for an UPD every 32 KiB, and one stream over loopback moves a third as much
-/// (measured with `benches/benches/e2e.rs`). The session's receive budget still bounds all
-/// streams together.
-pub const DEFAULT_MAX_STREAM_BUFFER: usize = 1024 * 1024;
-/// Go queues at most 1024 unaccepted streams (`defaultAcceptBacklog`); so do we, but refuse
-/// the excess instead of stalling the connection.
-pub const DEFAULT_ACCEPT_BACKLOG: usize = 1024;
+/// (measured with `benches/benches/e2e.rs`).
+pub const DEFAULT_MAX_STREAM_BUFFER: usize = 4 * 1024 * 1024;
+/// Go pauses its input once 1024 streams wait to be accepted (`defaultAcceptBacklog`); we pause
+/// at 8192. An unaccepted stream costs a few hundred bytes plus the data it received (which
+/// counts against the receive budget), and a larger backlog spares an application that accepts
+/// streams one at a time the pause (while input is paused, data for the streams it already
+/// accepted waits behind the unaccepted ones).
+pub const DEFAULT_ACCEPT_BACKLOG: usize = 8192;
 /// Default limit on streams open at once, both directions together. Go has none.
 pub const DEFAULT_MAX_STREAMS: usize = 65_536;
 /// Default bound on data written by the application and not yet framed, whole session.
@@ -55,20 +59,27 @@ pub struct Config {
     /// The largest PSH payload this side sends, 1..=65535. Default: 32768. Any size up to 65535
     /// is accepted from the peer.
     pub max_frame_size: usize,
-    /// Bytes received and not yet read, all streams together, before the session stops reading
-    /// input ([`Session::wants_read`](crate::Session::wants_read)). Default: 4 MiB.
+    /// The receive budget: bytes received and not yet read, all streams together. Default:
+    /// 4 MiB.
+    ///
+    /// Version 1 has no flow control: once the budget is used up the session stops reading
+    /// input ([`Session::wants_read`](crate::Session::wants_read)) until the application reads.
+    /// Version 2 carves every stream's window out of it instead (see
+    /// [`max_stream_buffer`](Self::max_stream_buffer)), so input never pauses for it.
     pub max_receive_buffer: usize,
-    /// Version 2: the per-stream window advertised to the peer. Default: 1 MiB (Go: 64 KiB).
-    /// Larger windows let one stream move more per round trip; the receive budget
-    /// ([`max_receive_buffer`](Self::max_receive_buffer)) still bounds all streams together,
-    /// and once it is used up input pauses for every stream.
+    /// Version 2: the widest window one stream is granted. Each stream's window is its fair
+    /// share of [`max_receive_buffer`](Self::max_receive_buffer) (the budget divided among the
+    /// streams that are busy receiving), up to this, and never below
+    /// [`RECEIVE_WINDOW_FLOOR`](crate::RECEIVE_WINDOW_FLOOR) (16 KiB, or this if smaller).
+    /// Default: 4 MiB (Go: a fixed 64 KiB window per stream).
     pub max_stream_buffer: usize,
     /// Bytes written and not yet framed, all streams together. Default: 4 MiB.
     pub max_send_buffer: usize,
     /// Bytes written and not yet framed, per stream. Default: 256 KiB.
     pub max_stream_send_buffer: usize,
-    /// Streams opened by the peer and not yet accepted; a SYN beyond it is refused with FIN.
-    /// Default: 1024.
+    /// Streams opened by the peer and not yet accepted. When this many wait, the session stops
+    /// reading input until the application accepts one (as Go does): nothing is refused or
+    /// lost. Default: 8192 (Go: 1024).
     pub accept_backlog: usize,
     /// Streams open at once, both directions; a SYN beyond it is refused with FIN and
     /// [`Session::open_stream`](crate::Session::open_stream) fails. Default: 65536.
@@ -137,6 +148,9 @@ impl Config {
                 session: self.max_send_buffer,
             });
         }
+        if self.accept_backlog == 0 {
+            return Err(ConfigError::Zero("accept_backlog"));
+        }
         if self.max_streams == 0 {
             return Err(ConfigError::Zero("max_streams"));
         }
@@ -157,8 +171,8 @@ mod tests {
         assert_eq!(c.keep_alive_timeout, Duration::from_secs(30));
         assert_eq!(c.max_frame_size, 32768);
         assert_eq!(c.max_receive_buffer, 4_194_304);
-        assert_eq!(c.max_stream_buffer, 1_048_576, "Go: 65536");
-        assert_eq!(c.accept_backlog, 1024);
+        assert_eq!(c.max_stream_buffer, 4_194_304, "Go: 65536");
+        assert_eq!(c.accept_backlog, 8192, "Go: 1024");
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -244,5 +258,10 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::Zero("max_streams")));
+        let c = Config {
+            accept_backlog: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::Zero("accept_backlog")));
     }
 }

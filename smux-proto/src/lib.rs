@@ -156,6 +156,7 @@
 #![warn(unreachable_pub)]
 
 mod config;
+mod credit;
 mod direct;
 mod error;
 mod event;
@@ -163,6 +164,7 @@ pub mod frame;
 mod outbox;
 mod schedule;
 mod session;
+mod snapshot;
 mod stream;
 mod stream_id;
 mod window;
@@ -175,6 +177,7 @@ pub use config::{
     DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_RECEIVE_BUFFER, DEFAULT_MAX_SEND_BUFFER,
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAM_BUFFER, DEFAULT_MAX_STREAM_SEND_BUFFER,
 };
+pub use credit::FLOOR as RECEIVE_WINDOW_FLOOR;
 pub use direct::{DirectWrite, DIRECT_FRAMES};
 pub use error::{
     ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError,
@@ -182,5 +185,6 @@ pub use error::{
 pub use event::{Event, Stats};
 pub use frame::{Cmd, Frame, FrameDecoder, Header, Version};
 pub use session::Session;
+pub use snapshot::{InputPause, ReceiveWindowSnapshot, SessionSnapshot, StreamSnapshot};
 pub use stream_id::{Side, StreamId};
 pub use window::INITIAL_PEER_WINDOW;

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::config::Config;
+use crate::credit::Credit;
 use crate::error::{Error, OpenError, ProtocolViolation, ReadError, WriteError};
 use crate::event::{Event, Stats};
 use crate::frame::{Cmd, Frame, FrameDecoder, Version};
 use crate::schedule::ReadyQueue;
+use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
 use crate::stream::{Stream, WriteHalf};
 use crate::stream_id::{Side, StreamId, StreamIdAllocator};
-use crate::window::INITIAL_PEER_WINDOW;
 
 /// Frames are moved from stream queues into the transmit queue until it holds this much, so a
 /// burst of data never delays a control frame by more than this.
@@ -76,6 +77,8 @@ pub struct Session {
     outbox: crate::outbox::Outbox,
     /// Unread bytes of all streams (the receive budget in use).
     recv_buffered: usize,
+    /// Version 2: the windows granted to the peer, carved out of the receive budget.
+    credit: Credit,
     /// Written, unframed bytes of all streams.
     send_buffered: usize,
     /// Where [`write`](Self::write) copies data: chunks are split off it, and once they are
@@ -102,6 +105,7 @@ impl Session {
     /// A session for one end of a connection, starting at `now`.
     pub fn new(side: Side, config: Config, now: Instant) -> Result<Session, crate::ConfigError> {
         config.validate()?;
+        let credit = Credit::new(config.max_receive_buffer, config.max_stream_buffer);
         Ok(Session {
             side,
             decoder: FrameDecoder::new(config.version),
@@ -117,6 +121,7 @@ impl Session {
             nop_queued: false,
             ready: ReadyQueue::default(),
             recv_buffered: 0,
+            credit,
             send_buffered: 0,
             write_arena: BytesMut::new(),
             send_waiters: Vec::new(),
@@ -182,13 +187,61 @@ impl Session {
     }
 
     /// Whether the caller should read more input and pass it to
-    /// [`handle_input`](Self::handle_input). False while the receive budget is used up (until
-    /// the application reads), while too many control frames wait to be sent (until the
-    /// transport accepts them), and after the session ended.
+    /// [`handle_input`](Self::handle_input): true unless [`input_pause`](Self::input_pause)
+    /// gives a reason not to.
     pub fn wants_read(&self) -> bool {
-        !self.is_closed()
-            && self.recv_buffered < self.config.max_receive_buffer
-            && self.control.len() < CONTROL_QUEUE_LIMIT
+        self.input_pause().is_none()
+    }
+
+    /// Why input is paused, if it is: in version 1 while the receive budget is used up (until
+    /// the application reads; version 2 bounds it with windows instead and never pauses for
+    /// it), while `accept_backlog` streams wait to be accepted, while too many control frames
+    /// wait to be sent (until the transport takes them), and once the session ended.
+    pub fn input_pause(&self) -> Option<InputPause> {
+        if self.is_closed() {
+            Some(InputPause::Closed)
+        } else if self.backlog.len() >= self.config.accept_backlog {
+            Some(InputPause::AcceptBacklog)
+        } else if self.control.len() >= CONTROL_QUEUE_LIMIT {
+            Some(InputPause::ControlQueue)
+        } else if self.config.version == Version::V1
+            && self.recv_buffered >= self.config.max_receive_buffer
+        {
+            Some(InputPause::ReceiveBudget)
+        } else {
+            None
+        }
+    }
+
+    /// The state of the session and of every stream, for debugging (O(streams)).
+    pub fn snapshot(&self) -> SessionSnapshot {
+        let v2 = self.config.version == Version::V2;
+        let mut streams: Vec<StreamSnapshot> = self
+            .streams
+            .iter()
+            .map(|(&id, s)| s.snapshot(id, v2))
+            .collect();
+        for id in &self.backlog {
+            if let Some(s) = streams.iter_mut().find(|s| s.id == *id) {
+                s.unaccepted = true;
+            }
+        }
+        streams.sort_by_key(|s| s.id);
+        SessionSnapshot {
+            side: self.side,
+            version: self.config.version,
+            input_pause: self.input_pause(),
+            closing: self.is_closing(),
+            error: self.error().cloned(),
+            buffered_input: self.recv_buffered,
+            buffered_output: self.send_buffered,
+            receive_credit: if v2 { self.credit.reserved() } else { 0 },
+            accept_backlog: self.backlog.len(),
+            queued_control: self.control.len() + usize::from(self.nop_queued),
+            queued_transmit: self.outbox.len(),
+            stats: self.stats,
+            streams,
+        }
     }
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has bytes to give.
@@ -310,9 +363,8 @@ impl Session {
             }
         };
         // A new stream starts read-blocked, so its first data is reported as readable.
-        self.streams
-            .insert(id, Stream::new(self.config.max_stream_buffer));
         self.control.push_back(Control::Syn(id));
+        self.create_stream(id);
         self.stats.streams_opened += 1;
         Ok(id)
     }
@@ -592,16 +644,13 @@ impl Session {
         if self.streams.contains_key(&id) {
             return; // Go ignores a SYN for an open stream.
         }
-        if !matches!(self.state, State::Open)
-            || self.backlog.len() >= self.config.accept_backlog
-            || self.streams.len() >= self.config.max_streams
-        {
+        // A full backlog never gets here: input pauses until the application accepts.
+        if !matches!(self.state, State::Open) || self.streams.len() >= self.config.max_streams {
             self.stats.streams_refused += 1;
             self.control.push_back(Control::Fin(id));
             return;
         }
-        self.streams
-            .insert(id, Stream::new(self.config.max_stream_buffer));
+        self.create_stream(id);
         self.backlog.push_back(id);
         self.events.push_back(Event::StreamOpened { stream_id: id });
     }
@@ -615,6 +664,9 @@ impl Session {
             return;
         }
         stream.fin_received = true;
+        if self.config.version == Version::V2 {
+            self.credit.closed(id, &mut stream.recv_window);
+        }
         self.notify_readable(id);
         self.maybe_stall(id, now);
         self.reap(id);
@@ -630,26 +682,24 @@ impl Session {
         if stream.fin_received {
             return Ok(()); // Data after FIN: nobody will read it.
         }
+        if self.config.version == Version::V2 {
+            // Beyond every window the peer may have seen, the peer is broken.
+            match stream.recv_window.on_received(data.len()) {
+                Ok(delta) => self.credit.adjust(delta as i64),
+                Err(beyond) => {
+                    return Err(ProtocolViolation::WindowExceeded {
+                        stream_id: id,
+                        buffered: usize::try_from(beyond.buffered).unwrap_or(usize::MAX),
+                        limit: usize::try_from(beyond.allowed).unwrap_or(usize::MAX),
+                    })
+                }
+            }
+            stream.recv_window.active_epoch = self.credit.epoch();
+        }
         if stream.released {
             // Nobody will read it; acknowledge it so the peer's writer is not stuck.
             self.acknowledge(id, data.len());
             return Ok(());
-        }
-        if self.config.version == Version::V2 {
-            // A Go peer sends up to its window guess (256 KiB) before our first UPD, then up
-            // to our advertised window: beyond both, the peer is broken.
-            let limit = self
-                .config
-                .max_stream_buffer
-                .max(INITIAL_PEER_WINDOW as usize);
-            let buffered = stream.recv_len() + data.len();
-            if buffered > limit {
-                return Err(ProtocolViolation::WindowExceeded {
-                    stream_id: id,
-                    buffered,
-                    limit,
-                });
-            }
         }
         self.recv_buffered += data.len();
         stream.push_recv(data);
@@ -721,18 +771,76 @@ impl Session {
     /// or dropped because it released the stream) and owes the peer an UPD when Go would send
     /// one, so the peer's writer is never left waiting on bytes nobody will read.
     fn acknowledge(&mut self, id: StreamId, n: usize) {
+        if self.config.version != Version::V2 {
+            return;
+        }
         let closed = self.is_closed();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if self.config.version == Version::V2
-            && stream.recv_window.on_read(n).is_some()
-            && !stream.fin_received
-            && !stream.update_queued
-            && !closed
-        {
+        let due = stream.recv_window.on_consumed(n);
+        self.credit.consumed(n);
+        if due && !stream.fin_received && !closed {
+            self.grant(id);
+        }
+    }
+
+    /// Creates a stream (ours or the peer's). In version 2 it starts with Go's initial window,
+    /// shrunk by an UPD right away (after its SYN, if ours) when the budget cannot cover it.
+    fn create_stream(&mut self, id: StreamId) {
+        let stream = Stream::new(self.credit.epoch());
+        let shrink =
+            self.config.version == Version::V2 && self.credit.opened(id, &stream.recv_window);
+        self.streams.insert(id, stream);
+        if shrink {
+            self.grant(id);
+        }
+    }
+
+    /// Version 2: grants stream `id` a new window (its fair share of the receive budget, or
+    /// the floor once released) and owes the peer an UPD; when the budget falls short of the
+    /// fair share, shrinks the streams holding more than theirs.
+    fn grant(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let grant = self.credit.choose(id, &stream.recv_window);
+        let window = if stream.released {
+            self.credit.floor()
+        } else {
+            grant.window
+        };
+        self.credit.grant(id, &mut stream.recv_window, window);
+        if !stream.update_queued {
             stream.update_queued = true;
             self.control.push_back(Control::Upd(id));
+        }
+        if grant.short {
+            self.reclaim(id, grant.fair);
+        }
+    }
+
+    /// Shrinks every other stream holding more than `fair` to it, and idle ones to the floor.
+    fn reclaim(&mut self, except: StreamId, fair: u32) {
+        for id in self.credit.wide_streams() {
+            if id == except {
+                continue;
+            }
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let window = if self.credit.is_idle(&stream.recv_window) {
+                self.credit.floor()
+            } else if stream.recv_window.window() > fair {
+                fair
+            } else {
+                continue;
+            };
+            self.credit.grant(id, &mut stream.recv_window, window);
+            if !stream.update_queued {
+                stream.update_queued = true;
+                self.control.push_back(Control::Upd(id));
+            }
         }
     }
 
@@ -822,7 +930,9 @@ impl Session {
         let room = (stream_cap - stream.send_len()).min(session_room);
         if room == 0 {
             stream.write_blocked = true;
-            if session_room == 0 {
+            // However often a blocked writer retries, it waits in the list once.
+            if session_room == 0 && !stream.awaits_send_budget {
+                stream.awaits_send_budget = true;
                 self.send_waiters.push(id);
             }
             return Err(WriteError::Blocked);
@@ -937,9 +1047,8 @@ impl Session {
                         continue;
                     };
                     stream.update_queued = false;
-                    let consumed = stream.recv_window.consumed();
-                    self.outbox
-                        .push_update(id, consumed, self.config.max_stream_buffer as u32);
+                    let (consumed, window) = stream.recv_window.update_fields();
+                    self.outbox.push_update(id, consumed, window);
                 }
             }
             self.stats.frames_out += 1;
@@ -968,6 +1077,7 @@ impl Session {
         if !self.send_waiters.is_empty() && self.send_buffered <= self.config.max_send_buffer / 2 {
             for waiter in std::mem::take(&mut self.send_waiters) {
                 if let Some(stream) = self.streams.get_mut(&waiter) {
+                    stream.awaits_send_budget = false;
                     if stream.write_blocked {
                         stream.write_blocked = false;
                         self.events
@@ -1032,7 +1142,9 @@ impl Session {
                 && stream.write_half == WriteHalf::FinQueued
                 && stream.send_len() == 0
             {
-                self.streams.remove(&id);
+                if let Some(stream) = self.streams.remove(&id) {
+                    self.credit.removed(id, &stream.recv_window);
+                }
             }
         }
     }

@@ -62,6 +62,8 @@ pub(crate) struct Stream {
     pub(crate) write_blocked: bool,
     /// The application waits for the send queue to empty (flush).
     pub(crate) flush_wanted: bool,
+    /// In the session's list of writers waiting for send budget.
+    pub(crate) awaits_send_budget: bool,
     /// The FIN was handed to the transport.
     pub(crate) fin_transmitted: bool,
     /// Version 2: the peer finished the stream and the window is shut; writes fail when this
@@ -80,12 +82,13 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(max_stream_buffer: usize) -> Self {
+    /// A stream; `epoch` is the session's receive-credit epoch (see `Credit`).
+    pub(crate) fn new(epoch: u32) -> Self {
         Stream {
             recv: VecDeque::new(),
             recv_tail: BytesMut::new(),
             recv_len: 0,
-            recv_window: RecvWindow::new(max_stream_buffer),
+            recv_window: RecvWindow::new(epoch),
             fin_received: false,
             read_blocked: true,
             send: VecDeque::new(),
@@ -95,12 +98,31 @@ impl Stream {
             write_half: WriteHalf::Open,
             write_blocked: false,
             flush_wanted: false,
+            awaits_send_budget: false,
             fin_transmitted: false,
             stall_deadline: None,
             peer_stopped_reading: false,
             released: false,
             scheduled: false,
             update_queued: false,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, id: crate::StreamId, v2: bool) -> crate::StreamSnapshot {
+        crate::StreamSnapshot {
+            id,
+            buffered_input: self.recv_len,
+            buffered_output: self.send_len,
+            receive_window: v2.then(|| self.recv_window.snapshot()),
+            send_window_available: v2.then(|| self.send_window.available()),
+            unaccepted: false,
+            fin_received: self.fin_received,
+            finished: self.write_half != WriteHalf::Open,
+            fin_transmitted: self.fin_transmitted,
+            released: self.released,
+            read_blocked: self.read_blocked,
+            write_blocked: self.write_blocked,
+            send_stalled: self.stall_deadline.is_some(),
         }
     }
 
@@ -247,7 +269,7 @@ mod tests {
 
     #[test]
     fn frames_are_cut_in_order_and_within_the_limit() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         s.push_send(Bytes::from(vec![1u8; 10_000]));
         s.push_send(Bytes::from(vec![2u8; 10]));
         s.push_send(Bytes::from(vec![3u8; 20]));
@@ -263,7 +285,7 @@ mod tests {
 
     #[test]
     fn large_chunks_are_framed_without_copying() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         let big = Bytes::from(vec![1u8; 5000]);
         let ptr = big.as_ptr();
         s.push_send(big);
@@ -285,7 +307,7 @@ mod tests {
 
     #[test]
     fn tiny_writes_are_held_merged_and_framed_in_order() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         let chunks = tiny_chunks_and_some_large();
         let expected = chunks.concat();
         chunks.into_iter().for_each(|c| s.push_send(c));
@@ -308,7 +330,7 @@ mod tests {
 
     #[test]
     fn tiny_writes_are_merged_up_to_the_limit() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         for i in 0..100u8 {
             s.push_send(Bytes::from(vec![i]));
         }
@@ -322,7 +344,7 @@ mod tests {
 
     #[test]
     fn tiny_payloads_are_merged_and_read_in_order() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         let chunks = tiny_chunks_and_some_large();
         let expected = chunks.concat();
         chunks.into_iter().for_each(|c| s.push_recv(c));
@@ -351,7 +373,7 @@ mod tests {
 
     #[test]
     fn reads_copy_across_chunks() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         s.push_recv(Bytes::from_static(b"hello "));
         s.push_recv(Bytes::from_static(b"world"));
         let mut buf = [0u8; 8];
@@ -365,7 +387,7 @@ mod tests {
 
     #[test]
     fn drained_queues_hold_no_allocation() {
-        let mut s = Stream::new(65536);
+        let mut s = Stream::new(0);
         // Tiny payloads are merged into the tails, large ones queued.
         s.push_recv(Bytes::from_static(b"ping"));
         s.push_recv(Bytes::from(vec![1u8; 5000]));
@@ -386,9 +408,10 @@ mod tests {
 
     #[test]
     fn an_idle_stream_is_small() {
-        // The per-stream cost of 100,000 idle streams: keep it in check.
+        // The per-stream cost of 100,000 idle streams: keep it in check. (232 since the v2
+        // receive window counts in u64 for the shared receive budget.)
         let size = std::mem::size_of::<Stream>();
         eprintln!("Stream: {size} bytes");
-        assert!(size <= 208, "{size}");
+        assert!(size <= 232, "{size}");
     }
 }

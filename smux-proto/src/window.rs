@@ -5,7 +5,8 @@
 //! first UPD the peer's window is assumed to be [`INITIAL_PEER_WINDOW`].
 //!
 //! Receiver side ([`RecvWindow`]): after a read, send UPD(consumed = total read) when at least
-//! half the advertised window was read since the last UPD, and after the very first read.
+//! half the advertised window was read since the last UPD, and after the very first read. The
+//! window each UPD carries is chosen by the session's [`Credit`](crate::credit::Credit).
 
 /// The window assumed for the peer before its first UPD arrives (Go's `initialPeerWindow`).
 pub const INITIAL_PEER_WINDOW: u32 = 262_144;
@@ -82,44 +83,126 @@ impl SendWindow {
     }
 }
 
-/// When a reading stream owes the peer an UPD.
+/// Version 2 receive side of one stream: what arrived, what the application consumed, and the
+/// window granted to the peer. Counters are `u64` from the stream's start; the wire carries
+/// them as Go's wrapping `u32`.
+///
+/// Go's sender may send up to `consumed + window` of the latest UPD it has seen (before the
+/// first one, [`INITIAL_PEER_WINDOW`]). Since it stores the two fields one after the other, a
+/// writer may pair a new consumed count with the previous window; `limit` allows for that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RecvWindow {
-    /// Total bytes read by the application, wrapping (Go's `numRead`).
-    read: u32,
-    /// Bytes read since the last UPD (Go's `incr`).
-    since_update: u32,
-    /// Half the advertised window: the UPD threshold.
-    threshold: u32,
+    received: u64,
+    consumed: u64,
+    /// The consumed count of the latest grant (Go: the UPD's `consumed`).
+    acked: u64,
+    /// The window of the latest grant (Go: the UPD's `window`).
+    window: u32,
+    /// The session's traffic epoch when data last arrived (see `Credit`).
+    pub(crate) active_epoch: u32,
+    /// The furthest the peer may legitimately send, over every grant it may have seen.
+    limit: u64,
+    /// No more data will be read from the peer (FIN received): nothing more is promised.
+    closed: bool,
+}
+
+/// Data beyond every window the peer may have seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BeyondWindow {
+    /// Unread bytes the stream would hold.
+    pub(crate) buffered: u64,
+    /// The most the peer may have in flight unread.
+    pub(crate) allowed: u64,
 }
 
 impl RecvWindow {
-    pub(crate) fn new(max_stream_buffer: usize) -> Self {
+    pub(crate) fn new(epoch: u32) -> Self {
         RecvWindow {
-            read: 0,
-            since_update: 0,
-            threshold: (max_stream_buffer / 2) as u32,
+            received: 0,
+            consumed: 0,
+            acked: 0,
+            window: INITIAL_PEER_WINDOW,
+            active_epoch: epoch,
+            limit: u64::from(INITIAL_PEER_WINDOW),
+            closed: false,
         }
     }
 
-    /// Records a read of `n > 0` bytes; returns `Some(consumed)` when an UPD is due.
-    pub(crate) fn on_read(&mut self, n: usize) -> Option<u32> {
-        let n = n as u32;
-        self.read = self.read.wrapping_add(n);
-        self.since_update = self.since_update.wrapping_add(n);
-        // Go: `s.incr >= MaxStreamBuffer/2 || s.numRead == n` (the second is the first read),
-        // and an UPD is only sent when the consumed count is non-zero.
-        if self.since_update >= self.threshold || self.read == n {
-            self.since_update = 0;
-            (self.read != 0).then_some(self.read)
+    /// Where we asked the peer to stop.
+    pub(crate) fn granted(&self) -> u64 {
+        self.acked + u64::from(self.window)
+    }
+
+    /// The share of the receive budget this stream holds: its unread bytes plus what the peer
+    /// may still send under our latest grant.
+    pub(crate) fn reserved(&self) -> u64 {
+        let end = if self.closed {
+            self.received
         } else {
-            None
-        }
+            self.granted().max(self.received)
+        };
+        end - self.consumed
     }
 
-    /// Total bytes read so far (the `consumed` of the next UPD).
-    pub(crate) fn consumed(&self) -> u32 {
-        self.read
+    /// Records `n` bytes received; returns the change of [`reserved`](Self::reserved), or the
+    /// violation when the peer went beyond every window it may have seen.
+    pub(crate) fn on_received(&mut self, n: usize) -> Result<u64, BeyondWindow> {
+        let received = self.received + n as u64;
+        if received > self.limit {
+            return Err(BeyondWindow {
+                buffered: received - self.consumed,
+                allowed: self.limit - self.consumed,
+            });
+        }
+        let before = self.reserved();
+        self.received = received;
+        Ok(self.reserved() - before)
+    }
+
+    /// Records `n > 0` bytes consumed (which lowers [`reserved`](Self::reserved) by `n`);
+    /// returns whether Go would send an UPD now: after the first read, and once half the
+    /// window was consumed since the latest grant.
+    pub(crate) fn on_consumed(&mut self, n: usize) -> bool {
+        let first = self.consumed == 0;
+        self.consumed += n as u64;
+        first || self.consumed - self.acked >= u64::from(self.window / 2)
+    }
+
+    /// Grants `window` bytes beyond what was consumed; returns the new `reserved()` minus the
+    /// old one (negative when the window shrinks).
+    pub(crate) fn grant(&mut self, window: u32) -> i64 {
+        let before = self.reserved() as i64;
+        let widest = window.max(self.window);
+        self.acked = self.consumed;
+        self.window = window;
+        self.limit = self.limit.max(self.consumed + u64::from(widest));
+        self.reserved() as i64 - before
+    }
+
+    /// No more data will be read (the peer's FIN arrived); returns the change of `reserved()`.
+    pub(crate) fn close(&mut self) -> i64 {
+        let before = self.reserved() as i64;
+        self.closed = true;
+        self.reserved() as i64 - before
+    }
+
+    /// The latest grant as an UPD carries it: `(consumed, window)`, wrapping like Go's.
+    pub(crate) fn update_fields(&self) -> (u32, u32) {
+        (self.acked as u32, self.window)
+    }
+
+    /// The window of the latest grant.
+    pub(crate) fn window(&self) -> u32 {
+        self.window
+    }
+
+    pub(crate) fn snapshot(&self) -> crate::snapshot::ReceiveWindowSnapshot {
+        crate::snapshot::ReceiveWindowSnapshot {
+            received: self.received,
+            consumed: self.consumed,
+            granted: self.granted(),
+            window: u64::from(self.window),
+        }
     }
 }
 
@@ -178,14 +261,50 @@ mod tests {
 
     #[test]
     fn first_read_and_every_half_window_trigger_an_update() {
-        let mut r = RecvWindow::new(100);
-        assert_eq!(r.on_read(1), Some(1), "first read");
-        assert_eq!(r.on_read(30), None);
-        assert_eq!(r.on_read(19), None);
-        assert_eq!(r.on_read(1), Some(51), "50 bytes since the last UPD");
-        assert_eq!(r.on_read(49), None);
-        assert_eq!(r.on_read(1), Some(101));
-        assert_eq!(r.consumed(), 101);
+        let mut r = RecvWindow::new(0);
+        r.on_received(300).unwrap();
+        assert!(r.on_consumed(1), "first read");
+        // Reserved drops from the initial window to the 299 unread bytes (more than the window).
+        assert_eq!(r.grant(100), 299 - (262_144 - 1));
+        assert_eq!(r.update_fields(), (1, 100));
+        assert!(!r.on_consumed(30));
+        assert!(!r.on_consumed(19));
+        assert!(r.on_consumed(1), "50 bytes since the last grant");
+        r.grant(100);
+        assert_eq!(r.update_fields(), (51, 100));
+    }
+
+    #[test]
+    fn reserved_counts_unread_and_promised_bytes() {
+        let mut r = RecvWindow::new(0);
+        assert_eq!(r.reserved(), 262_144, "the initial window is promised");
+        assert_eq!(r.grant(1000), 1000 - 262_144);
+        assert_eq!(r.on_received(600), Ok(0), "within the grant");
+        // The peer may have sent under the initial window before it saw the shrink.
+        assert_eq!(r.on_received(900), Ok(500));
+        assert_eq!(r.reserved(), 1500);
+        r.on_consumed(1500);
+        assert_eq!(r.reserved(), 0);
+        assert_eq!(r.close(), 0);
+        assert_eq!(r.on_received(100), Ok(100), "within the old limit still");
+    }
+
+    #[test]
+    fn data_beyond_every_window_is_refused() {
+        let mut r = RecvWindow::new(0);
+        assert_eq!(
+            r.on_received(262_145),
+            Err(BeyondWindow {
+                buffered: 262_145,
+                allowed: 262_144
+            })
+        );
+        r.on_received(262_144).unwrap();
+        r.on_consumed(262_144);
+        r.grant(10);
+        // Go may pair the new consumed count with the previous (larger) window.
+        assert_eq!(r.on_received(262_144), Ok(262_144 - 10));
+        assert!(r.on_received(1).is_err());
     }
 
     proptest! {
@@ -210,19 +329,27 @@ mod tests {
             }
         }
 
-        /// The reader never lets more than half its window go unacknowledged.
+        /// The reader never lets more than half its window go unacknowledged, and what it
+        /// reserves is always its unread bytes plus what the peer may still send.
         #[test]
-        fn receiver_acknowledges_every_half_window(reads in proptest::collection::vec(1usize..70_000, 1..100), buffer in 2usize..200_000) {
-            let mut r = RecvWindow::new(buffer);
-            let mut acked: u64 = 0;
+        fn receiver_acknowledges_every_half_window(reads in proptest::collection::vec(1usize..70_000, 1..100), window in 2u32..200_000) {
+            let mut r = RecvWindow::new(0);
+            r.grant(window);
             let mut total: u64 = 0;
             for n in reads {
-                total += n as u64;
-                if let Some(consumed) = r.on_read(n) {
-                    prop_assert_eq!(consumed, total as u32);
-                    acked = total;
+                let n = n.min((r.granted() - total) as usize);
+                if n == 0 {
+                    continue;
                 }
-                prop_assert!(total - acked < (buffer / 2).max(1) as u64);
+                r.on_received(n).unwrap();
+                total += n as u64;
+                if r.on_consumed(n) {
+                    r.grant(window);
+                    prop_assert_eq!(r.update_fields().0, total as u32);
+                }
+                let (acked, _) = r.update_fields();
+                prop_assert!(total - u64::from(acked) < u64::from(window / 2).max(1));
+                prop_assert_eq!(r.reserved(), r.granted() - total);
             }
         }
     }

@@ -27,7 +27,10 @@ use std::time::Instant;
 
 use futures::io::{AsyncRead, AsyncWrite};
 
-pub use smux_futures::{proto, Mux, MuxConfig, MuxStream, Side, Stats, StreamId, Version};
+pub use smux_futures::{
+    proto, InputPause, Mux, MuxConfig, MuxStream, SessionSnapshot, Side, Stats, StreamId,
+    StreamSnapshot, Version,
+};
 use smux_proto::ConfigError;
 
 /// The async-io timer and the system clock.

@@ -37,7 +37,9 @@ use tokio_util::compat::{Compat, FuturesAsyncWriteCompatExt};
 mod transport;
 use transport::Transport;
 
-pub use smux_futures::{proto, MuxConfig, Side, Stats, StreamId, Version};
+pub use smux_futures::{
+    proto, InputPause, MuxConfig, SessionSnapshot, Side, Stats, StreamId, StreamSnapshot, Version,
+};
 use smux_proto::ConfigError;
 
 /// The clock and timer of the tokio runtime (honours paused time in tests).
@@ -127,6 +129,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// The state of the session and of every stream, for debugging a stall (see
+    /// [`smux_futures::Mux::snapshot`]).
+    pub fn snapshot(&self) -> SessionSnapshot {
+        self.inner.snapshot()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Stream id exhaustion, accept backlog and stream limits.
 
 use super::*;
-use crate::OpenError;
+use crate::{InputPause, OpenError};
 
 #[test]
 fn exhausted_ids_go_away() {
@@ -22,7 +22,7 @@ fn exhausted_ids_go_away() {
 }
 
 #[test]
-fn backlog_overflow_is_refused_with_fin() {
+fn a_full_backlog_pauses_input_until_the_application_accepts() {
     let mut pair = Pair::with_configs(
         Config::default(),
         Config {
@@ -33,28 +33,33 @@ fn backlog_overflow_is_refused_with_fin() {
     let ids: Vec<StreamId> = (0..10)
         .map(|_| pair.client.open_stream().unwrap())
         .collect();
-    pair.drive();
-    assert_eq!(pair.server.stats().streams_refused, 6);
-    // The refused streams see the server's FIN at once: end of stream.
-    for &id in &ids[4..] {
-        assert_eq!(
-            pair.client.read(id, &mut [0; 8]).unwrap(),
-            0,
-            "stream {id} refused"
-        );
+    for &id in &ids {
+        pair.client
+            .write(id, id.as_u32().to_string().as_bytes())
+            .unwrap();
     }
-    // The connection is not stalled: accepted streams still carry data.
-    let accepted: Vec<StreamId> = std::iter::from_fn(|| pair.server.accept_stream()).collect();
-    assert_eq!(accepted, &ids[..4]);
-    pair.client.write(ids[0], b"hi").unwrap();
     pair.drive();
-    let mut got = Vec::new();
-    read_available(&mut pair.server, ids[0], &mut got).unwrap();
-    assert_eq!(got, b"hi");
-    // Accepting frees backlog room.
-    let late = pair.client.open_stream().unwrap();
-    pair.drive();
-    assert_eq!(pair.server.accept_stream(), Some(late));
+    assert_eq!(pair.server.input_pause(), Some(InputPause::AcceptBacklog));
+    assert!(
+        !pair.to_server.is_empty(),
+        "the rest waits in the transport"
+    );
+    assert_eq!(pair.server.snapshot().accept_backlog, 4);
+    // Accepting one lets the next SYN in; nothing is refused or lost.
+    let mut accepted = Vec::new();
+    while accepted.len() < ids.len() {
+        let id = pair.server.accept_stream().expect("a stream waits");
+        accepted.push(id);
+        pair.drive();
+    }
+    assert_eq!(accepted, ids);
+    assert_eq!(pair.server.stats().streams_refused, 0);
+    assert_eq!(pair.server.input_pause(), None);
+    for &id in &ids {
+        let mut got = Vec::new();
+        read_available(&mut pair.server, id, &mut got).unwrap();
+        assert_eq!(got, id.as_u32().to_string().as_bytes());
+    }
 }
 
 #[test]
@@ -90,8 +95,9 @@ fn stream_limit_refuses_syns_and_local_opens() {
 
 #[test]
 fn syn_flood_without_reading_pauses_input_instead_of_growing_memory() {
+    // Refusals happen only at the stream limit.
     let mut pair = Pair::new(Config {
-        accept_backlog: 0,
+        max_streams: 1,
         ..Config::default()
     });
     let mut flood = BytesMut::new();
@@ -118,7 +124,7 @@ fn syn_flood_against_a_blocked_transport_pauses_input() {
     // As a driver does it: after each input, the session is asked for output, which the
     // transport (the attacker, who reads nothing) never takes.
     let mut pair = Pair::new(Config {
-        accept_backlog: 0,
+        max_streams: 1,
         ..Config::default()
     });
     let mut flood = BytesMut::new();

@@ -1,0 +1,204 @@
+//! Version 2 receive credit: the windows granted to the peer are carved out of one budget,
+//! `max_receive_buffer`, instead of being granted beside it.
+//!
+//! Every stream *reserves* its unread bytes plus what the peer may still send under our latest
+//! grant ([`RecvWindow::reserved`]). The session keeps the sum within the budget, with two
+//! exceptions the protocol leaves no way around:
+//! - a new stream starts with Go's fixed initial window ([`INITIAL_PEER_WINDOW`]); when the budget
+//!   cannot cover it, an UPD shrinks it right after the SYN, but the peer may use the initial
+//!   window before that UPD reaches it;
+//! - every stream may always be granted a small floor ([`FLOOR`]), so no stream ever starves
+//!   behind the others, whatever they hold.
+//!
+//! So, while the peer respects our windows, unread data never exceeds the budget by more than
+//! those, and input never has to pause: window updates from the peer are always read, and a
+//! writer waiting for one is never stuck behind our own unread data (the deadlock that pausing
+//! input for the budget caused).
+//!
+//! Auto-tuning: each grant gives the stream a fair share of the budget, the budget divided by the
+//! number of streams holding more than the floor, up to `max_stream_buffer`. A stream alone may
+//! take the whole budget, many busy streams share it, and when a grant finds the budget short,
+//! streams that received nothing for two epochs (an epoch ends each time a budget's worth of
+//! data was consumed) are shrunk to the floor and the others to their fair share.
+
+use std::collections::HashSet;
+
+use crate::stream_id::StreamId;
+use crate::window::{RecvWindow, INITIAL_PEER_WINDOW};
+
+/// The window every stream may always be granted, budget or not.
+pub const FLOOR: u32 = 16 * 1024;
+
+/// The session's side of receive credit.
+#[derive(Debug)]
+pub(crate) struct Credit {
+    budget: u64,
+    /// The widest window one stream is granted.
+    cap: u32,
+    floor: u32,
+    /// Sum of every live stream's [`RecvWindow::reserved`].
+    reserved: u64,
+    /// Streams whose latest grant is wider than the floor.
+    wide: HashSet<StreamId>,
+    /// Traffic epoch: advances each time `budget` bytes were consumed.
+    epoch: u32,
+    consumed_in_epoch: u64,
+}
+
+/// What a grant decided.
+pub(crate) struct Grant {
+    pub(crate) window: u32,
+    /// The budget could not give the fair share: others should be shrunk (see `reclaim`).
+    pub(crate) short: bool,
+    pub(crate) fair: u32,
+}
+
+impl Credit {
+    pub(crate) fn new(max_receive_buffer: usize, max_stream_buffer: usize) -> Credit {
+        let budget = max_receive_buffer as u64;
+        let cap = max_stream_buffer.min(max_receive_buffer) as u32;
+        Credit {
+            budget,
+            cap,
+            floor: FLOOR.min(cap),
+            reserved: 0,
+            wide: HashSet::new(),
+            epoch: 0,
+            consumed_in_epoch: 0,
+        }
+    }
+
+    /// Total reserved by all streams.
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// A stream was created with Go's initial window. Returns whether the budget cannot cover
+    /// it, so the window should be shrunk at once.
+    pub(crate) fn opened(&mut self, id: StreamId, window: &RecvWindow) -> bool {
+        self.reserved += window.reserved();
+        if INITIAL_PEER_WINDOW > self.floor {
+            self.wide.insert(id);
+        }
+        self.reserved > self.budget
+    }
+
+    /// Applies a change of one stream's reservation.
+    pub(crate) fn adjust(&mut self, delta: i64) {
+        self.reserved = self.reserved.checked_add_signed(delta).unwrap_or(0);
+    }
+
+    /// `n` bytes were consumed (`reserved` drops by as much).
+    pub(crate) fn consumed(&mut self, n: usize) {
+        self.adjust(-(n as i64));
+        self.consumed_in_epoch += n as u64;
+        if self.consumed_in_epoch >= self.budget {
+            self.consumed_in_epoch = 0;
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+    }
+
+    /// Whether a stream last received data two or more epochs ago.
+    pub(crate) fn is_idle(&self, window: &RecvWindow) -> bool {
+        self.epoch.wrapping_sub(window.active_epoch) >= 2
+    }
+
+    /// The window a grant to stream `id` should carry now: its fair share, within what the
+    /// budget has left (never below the floor).
+    pub(crate) fn choose(&self, id: StreamId, window: &RecvWindow) -> Grant {
+        let sharers = self.wide.len() + usize::from(!self.wide.contains(&id));
+        let fair = (self.budget / sharers as u64).clamp(u64::from(self.floor), u64::from(self.cap));
+        let others = self.reserved - window.reserved().min(self.reserved);
+        let room = self.budget.saturating_sub(others);
+        let chosen = fair.min(room).max(u64::from(self.floor));
+        Grant {
+            window: chosen as u32,
+            short: room < fair,
+            fair: fair as u32,
+        }
+    }
+
+    /// The floor, for streams that only need to be acknowledged.
+    pub(crate) fn floor(&self) -> u32 {
+        self.floor
+    }
+
+    /// Grants `window` to stream `id` and accounts for it.
+    pub(crate) fn grant(&mut self, id: StreamId, recv: &mut RecvWindow, window: u32) {
+        let delta = recv.grant(window);
+        self.adjust(delta);
+        if window > self.floor {
+            self.wide.insert(id);
+        } else {
+            self.wide.remove(&id);
+        }
+    }
+
+    /// Stream `id` will receive nothing more.
+    pub(crate) fn closed(&mut self, id: StreamId, recv: &mut RecvWindow) {
+        let delta = recv.close();
+        self.adjust(delta);
+        self.wide.remove(&id);
+    }
+
+    /// Stream `id` is forgotten.
+    pub(crate) fn removed(&mut self, id: StreamId, recv: &RecvWindow) {
+        self.adjust(-(recv.reserved() as i64));
+        self.wide.remove(&id);
+    }
+
+    /// The streams holding more than the floor, for a reclaim pass.
+    pub(crate) fn wide_streams(&self) -> Vec<StreamId> {
+        self.wide.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn a_lone_stream_may_take_the_whole_budget_up_to_the_cap() {
+        let mut c = Credit::new(4 * MIB, 4 * MIB);
+        let id = StreamId::new(1);
+        let mut w = RecvWindow::new(0);
+        assert!(!c.opened(id, &w));
+        let g = c.choose(id, &w);
+        assert_eq!(g.window, 4 * MIB as u32);
+        assert!(!g.short);
+        c.grant(id, &mut w, g.window);
+        assert_eq!(c.reserved(), 4 * MIB as u64);
+        let capped = Credit::new(4 * MIB, MIB);
+        assert_eq!(capped.choose(id, &RecvWindow::new(0)).window, MIB as u32);
+    }
+
+    #[test]
+    fn busy_streams_share_the_budget_and_new_ones_beyond_it_are_shrunk() {
+        let mut c = Credit::new(4 * MIB, 4 * MIB);
+        let mut windows: Vec<(StreamId, RecvWindow)> = Vec::new();
+        for i in 0..16u32 {
+            let id = StreamId::new(2 * i + 1);
+            let w = RecvWindow::new(0);
+            assert!(!c.opened(id, &w), "16 initial windows fit in 4 MiB");
+            windows.push((id, w));
+        }
+        let id = StreamId::new(99);
+        let w = RecvWindow::new(0);
+        assert!(c.opened(id, &w), "the 17th does not");
+        let g = c.choose(id, &w);
+        assert_eq!(g.window, FLOOR);
+        assert!(g.short);
+        // Every one granted its share: the sum stays within the budget (plus floors).
+        for (id, w) in &mut windows {
+            let g = c.choose(*id, w);
+            c.grant(*id, w, g.window);
+        }
+        assert!(c.reserved() <= 4 * MIB as u64 + 17 * u64::from(FLOOR));
+    }
+}
