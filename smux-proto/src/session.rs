@@ -779,6 +779,10 @@ impl Session {
     /// owe the peer an UPD when Go would send one.
     fn on_consumed(&mut self, id: StreamId, n: usize) {
         self.recv_buffered -= n;
+        if self.streams.get(&id).is_some_and(|s| s.unaccepted) {
+            // Read by id before it was accepted (the core allows it).
+            self.backlog_buffered -= n;
+        }
         self.acknowledge(id, n);
     }
 

@@ -229,3 +229,23 @@ fn unaccepted_streams_hold_at_most_a_budget_of_data() {
     assert!(wire.is_empty());
     assert_eq!(server.stats().streams_refused, 0);
 }
+
+/// The core lets an application read a stream by id before accepting it: the data it reads
+/// no longer counts as waiting in the backlog.
+#[test]
+fn reading_an_unaccepted_stream_frees_backlog_room() {
+    let mut pair = Pair::new(Config {
+        max_receive_buffer: 64 * 1024,
+        ..v2(64 * 1024)
+    });
+    let id = pair.client.open_stream().unwrap();
+    pair.client.write(id, &[9u8; 64 * 1024]).unwrap();
+    pair.drive();
+    assert_eq!(pair.server.input_pause(), Some(InputPause::AcceptBacklog));
+    let mut got = Vec::new();
+    read_available(&mut pair.server, id, &mut got).unwrap();
+    assert_eq!(got.len(), 64 * 1024);
+    assert_eq!(pair.server.input_pause(), None);
+    assert_eq!(pair.server.accept_stream(), Some(id));
+    assert_eq!(pair.server.snapshot().streams[0].buffered_input, 0);
+}
