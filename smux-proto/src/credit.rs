@@ -7,8 +7,9 @@
 //! - a new stream starts with Go's fixed initial window ([`INITIAL_PEER_WINDOW`]); when the budget
 //!   cannot cover it, an UPD shrinks it right after the SYN, but the peer may use the initial
 //!   window before that UPD reaches it;
-//! - every stream may always be granted a small floor ([`FLOOR`]), so no stream ever starves
-//!   behind the others, whatever they hold.
+//! - every stream may always be granted a small floor ([`FLOOR`]), and a stream being read
+//!   Go's default window ([`BUSY_FLOOR`]), so no stream ever starves behind the others, whatever
+//!   they hold, and a Go peer's writers wait for us no more than for another Go peer.
 //!
 //! So, while the peer respects our windows, unread data never exceeds the budget by more than
 //! those, and input never has to pause: window updates from the peer are always read, and a
@@ -26,8 +27,15 @@ use std::collections::HashSet;
 use crate::stream_id::StreamId;
 use crate::window::{RecvWindow, INITIAL_PEER_WINDOW};
 
-/// The window every stream may always be granted, budget or not.
+/// The window every stream may always be granted, budget or not: what idle streams keep.
 pub const FLOOR: u32 = 16 * 1024;
+
+/// The window a stream that is being read is always granted, budget or not: Go's default
+/// window. Smaller windows make a Go writer wait for our UPDs more often than between two Go
+/// peers, and a Go peer stops reading its input (our UPDs included) while its receive buffer
+/// is full: a Go server echoing hundreds of streams then deadlocks where it does not with a
+/// Go client.
+pub const BUSY_FLOOR: u32 = 64 * 1024;
 
 /// The session's side of receive credit.
 #[derive(Debug)]
@@ -36,6 +44,7 @@ pub(crate) struct Credit {
     /// The widest window one stream is granted.
     cap: u32,
     floor: u32,
+    busy_floor: u32,
     /// Sum of every live stream's [`RecvWindow::reserved`].
     reserved: u64,
     /// Streams whose latest grant is wider than the floor.
@@ -61,6 +70,7 @@ impl Credit {
             budget,
             cap,
             floor: FLOOR.min(cap),
+            busy_floor: BUSY_FLOOR.min(cap),
             reserved: 0,
             wide: HashSet::new(),
             epoch: 0,
@@ -108,13 +118,15 @@ impl Credit {
     }
 
     /// The window a grant to stream `id` should carry now: its fair share, within what the
-    /// budget has left (never below the floor).
-    pub(crate) fn choose(&self, id: StreamId, window: &RecvWindow) -> Grant {
+    /// budget has left (never below the floor; with `busy`, the stream is being read, never
+    /// below the busy floor).
+    pub(crate) fn choose(&self, id: StreamId, window: &RecvWindow, busy: bool) -> Grant {
         let sharers = self.wide.len() + usize::from(!self.wide.contains(&id));
         let fair = (self.budget / sharers as u64).clamp(u64::from(self.floor), u64::from(self.cap));
         let others = self.reserved - window.reserved().min(self.reserved);
         let room = self.budget.saturating_sub(others);
-        let chosen = fair.min(room).max(u64::from(self.floor));
+        let floor = if busy { self.busy_floor } else { self.floor };
+        let chosen = fair.min(room).max(u64::from(floor));
         Grant {
             window: chosen as u32,
             short: room < fair,
@@ -169,13 +181,16 @@ mod tests {
         let id = StreamId::new(1);
         let mut w = RecvWindow::new(0);
         assert!(!c.opened(id, &w));
-        let g = c.choose(id, &w);
+        let g = c.choose(id, &w, true);
         assert_eq!(g.window, 4 * MIB as u32);
         assert!(!g.short);
         c.grant(id, &mut w, g.window);
         assert_eq!(c.reserved(), 4 * MIB as u64);
         let capped = Credit::new(4 * MIB, MIB);
-        assert_eq!(capped.choose(id, &RecvWindow::new(0)).window, MIB as u32);
+        assert_eq!(
+            capped.choose(id, &RecvWindow::new(0), true).window,
+            MIB as u32
+        );
     }
 
     #[test]
@@ -191,14 +206,14 @@ mod tests {
         let id = StreamId::new(99);
         let w = RecvWindow::new(0);
         assert!(c.opened(id, &w), "the 17th does not");
-        let g = c.choose(id, &w);
+        let g = c.choose(id, &w, false);
         assert_eq!(g.window, FLOOR);
         assert!(g.short);
         // Every one granted its share: the sum stays within the budget (plus floors).
         for (id, w) in &mut windows {
-            let g = c.choose(*id, w);
+            let g = c.choose(*id, w, true);
             c.grant(*id, w, g.window);
         }
-        assert!(c.reserved() <= 4 * MIB as u64 + 17 * u64::from(FLOOR));
+        assert!(c.reserved() <= 4 * MIB as u64 + 17 * u64::from(BUSY_FLOOR));
     }
 }

@@ -186,7 +186,7 @@ pub use config::{
     DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_RECEIVE_BUFFER, DEFAULT_MAX_SEND_BUFFER,
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAM_BUFFER, DEFAULT_MAX_STREAM_SEND_BUFFER,
 };
-pub use credit::FLOOR as RECEIVE_WINDOW_FLOOR;
+pub use credit::{BUSY_FLOOR as BUSY_RECEIVE_WINDOW_FLOOR, FLOOR as RECEIVE_WINDOW_FLOOR};
 pub use direct::{DirectWrite, DIRECT_FRAMES};
 pub use error::{
     ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError,

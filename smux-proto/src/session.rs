@@ -824,13 +824,14 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        let mut grant = self.credit.choose(id, &stream.recv_window);
+        // Grants while reading (`reclaim`) are for a busy stream; at creation it is idle.
+        let mut grant = self.credit.choose(id, &stream.recv_window, reclaim);
         if grant.short && reclaim && !stream.released {
             self.reclaim(id, grant.fair);
             let Some(stream) = self.streams.get(&id) else {
                 return;
             };
-            grant = self.credit.choose(id, &stream.recv_window);
+            grant = self.credit.choose(id, &stream.recv_window, true);
         }
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
