@@ -22,8 +22,9 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use smux_proto::{
-    Cmd, Config, Error, Event, Frame, FrameDecoder, OpenError, ProtocolViolation, ReadError,
-    Session, Side, StreamId, Version, WriteError, INITIAL_PEER_WINDOW, RECEIVE_WINDOW_FLOOR,
+    Cmd, Config, Error, Event, Frame, FrameDecoder, InputPause, OpenError, ProtocolViolation,
+    ReadError, Session, Side, StreamId, Version, WriteError, INITIAL_PEER_WINDOW,
+    RECEIVE_WINDOW_FLOOR,
 };
 
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -1273,6 +1274,11 @@ impl Harness {
                 return fail(format!("{name} session failed: {e}"));
             }
             prop_assert!(!s.is_closing(), "{} is closing", name);
+            prop_assert!(
+                self.version == Version::V1 || s.input_pause() != Some(InputPause::ReceiveBudget),
+                "{} paused input for the receive budget in version 2",
+                name
+            );
             let input = s.buffered_input();
             if self.version == Version::V1 {
                 // Input pauses once the budget is used up: at most one frame beyond it.
@@ -1573,6 +1579,121 @@ proptest! {
     #[test]
     fn v2_random_traffic(limits in limits(), eager in any::<bool>(), ops in ops()) {
         run_session_case(Version::V2, limits, eager, &ops)?;
+    }
+}
+
+/// Version 2 budgets from far below one initial window (every stream shrunk at open) to the
+/// default; stream caps below, at and above the budget.
+fn shared_budget_limits() -> impl Strategy<Value = Limits> {
+    (
+        1000usize..=4000,
+        prop_oneof![
+            Just(16 * 1024),
+            Just(48 * 1024),
+            Just(100_000),
+            Just(256 * 1024),
+            Just(1024 * 1024),
+            Just(4 * 1024 * 1024),
+        ],
+        prop_oneof![
+            Just(8 * 1024),
+            Just(64 * 1024),
+            Just(1024 * 1024),
+            Just(4 * 1024 * 1024),
+        ],
+    )
+        .prop_map(
+            |(max_frame_size, max_receive_buffer, max_stream_buffer)| Limits {
+                max_receive_buffer,
+                max_stream_buffer,
+                ..Limits::small(max_frame_size)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        max_shrink_iters: 2000,
+        max_shrink_time: 10_000,
+        ..proptest_config(48)
+    })]
+
+    /// Version 2, both sides opening streams and writing as much as the sessions take, reading
+    /// parts of random streams: input never pauses for the receive budget, unread input stays
+    /// within the budget plus a floor per live stream plus the initial window of streams
+    /// shrunk before any read (counted from the wire; `check_invariants` after every step),
+    /// and once the writers stop and the readers drain, every byte arrived intact.
+    #[test]
+    fn v2_shared_budget_bounds_input_and_delivers_everything(
+        limits in shared_budget_limits(),
+        opened in (1usize..=6, 1usize..=6),
+        // Per round: which streams each side reads (a bit per stream), how much per read,
+        // and the transfer chunk.
+        rounds in proptest::collection::vec(
+            (any::<u32>(), any::<u32>(), 1usize..=70_000, 1usize..=70_000, 1usize..=20_000),
+            1..30,
+        ),
+    ) {
+        let mut h = Harness::new(Version::V2, limits, true);
+        for _ in 0..opened.0 {
+            h.open(CLIENT)?;
+        }
+        for _ in 0..opened.1 {
+            h.open(SERVER)?;
+        }
+        h.pump(usize::MAX)?;
+        for side in [CLIENT, SERVER] {
+            while h.accept(side)? {}
+        }
+        h.check_invariants()?;
+        let streams = h.streams.len();
+        prop_assert_eq!(streams, opened.0 + opened.1);
+        for &(reads_client, reads_server, read_client, read_server, chunk) in &rounds {
+            // Writers write until the session refuses (the send budgets or windows are full).
+            for side in [CLIENT, SERVER] {
+                for i in h.known(side) {
+                    for k in 0..8 {
+                        let before = h.streams[i].written[side];
+                        h.write(side, i, limits.max_stream_send_buffer, k % 2 == 0)?;
+                        if h.streams[i].written[side] == before {
+                            break;
+                        }
+                    }
+                }
+            }
+            h.transfer(CLIENT, chunk)?;
+            h.transfer(SERVER, chunk)?;
+            h.drain_events(CLIENT)?;
+            h.drain_events(SERVER)?;
+            h.check_invariants()?;
+            for (side, mask, max) in [(CLIENT, reads_client, read_client), (SERVER, reads_server, read_server)] {
+                for i in h.known(side) {
+                    if mask & (1 << (i % 32)) != 0 {
+                        h.read(side, i, max, i % 2 == 1)?;
+                    }
+                }
+                h.drain_events(side)?;
+            }
+            h.check_invariants()?;
+            h.pump(chunk)?;
+            h.drain_events(CLIENT)?;
+            h.drain_events(SERVER)?;
+            h.check_invariants()?;
+        }
+        // The writers stop (they finish); the readers drain everything.
+        h.settle()?;
+        h.check_complete()?;
+        // Nothing was released and nothing can stall: every byte written was read, and both
+        // sides did write (the first stream each side knows always gets into the send budget).
+        for side in [CLIENT, SERVER] {
+            let mut total = 0;
+            for rec in &h.streams {
+                prop_assert_eq!(rec.read[1 - side], rec.written[side], "{} of {}", side_name(1 - side), rec.id);
+                total += rec.written[side];
+            }
+            prop_assert!(total > 0, "{} wrote nothing", side_name(side));
+        }
+        h.wind_down()?;
     }
 }
 
