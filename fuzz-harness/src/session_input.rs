@@ -3,16 +3,18 @@
 //! Input: a config byte (bit 0: server, bit 1: version 2, bits 2-3: buffer sizes, bit 4:
 //! keepalive off), a byte seeding the schedule (chunk sizes, reads, writes, time), then the
 //! bytes the peer sends. Checks that nothing panics and that buffered input stays bounded (the
-//! receive budget plus one frame).
+//! receive budget plus one frame in version 1, the windows granted in version 2).
 
 use std::io::IoSlice;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use smux_proto::{Config, Event, Frame, FrameDecoder, Session, Side, StreamId, Version};
+use smux_proto::{
+    Config, Event, Frame, FrameDecoder, Session, Side, StreamId, Version, INITIAL_PEER_WINDOW,
+};
 
-use crate::shared::{set_limits, Rng};
+use crate::shared::{set_limits, window_bounds, Rng};
 
 fn config(byte: u8) -> Config {
     let mut c = Config {
@@ -45,14 +47,22 @@ fn max_payload(version: Version, wire: &[u8]) -> usize {
     max
 }
 
-/// Unread input exceeds the budget by less than one frame: input is only taken while under
-/// the budget, and a frame adds one payload (at most `max_payload`, and at most 65535). The
-/// session took exactly the `taken` bytes the harness fed and it did not leave.
+/// Version 1: unread input exceeds the budget by less than one frame: input is only taken
+/// while under the budget, and a frame adds one payload (at most `max_payload`, and at most
+/// 65535). Version 2: each stream holds at most the widest window it ever granted (the
+/// initial window, or at most the cap), whatever the peer sends. The session took exactly
+/// the `taken` bytes the harness fed and it did not leave.
 fn check(s: &Session, max_payload: usize, taken: usize) {
     let c = s.config();
     let recv = s.buffered_input();
-    assert!(recv < c.max_receive_buffer + 65_535, "{recv}");
-    assert!(recv < c.max_receive_buffer + max_payload, "{recv}");
+    if c.version == Version::V1 {
+        assert!(recv < c.max_receive_buffer + 65_535, "{recv}");
+        assert!(recv < c.max_receive_buffer + max_payload, "{recv}");
+    } else {
+        let (_, cap) = window_bounds(c);
+        let widest = cap.max(INITIAL_PEER_WINDOW) as usize;
+        assert!(recv <= s.stream_count() * widest, "{recv}");
+    }
     assert!(
         s.buffered_output() <= c.max_send_buffer,
         "{}",

@@ -9,11 +9,13 @@
 //! The harness also decodes both directions of the connection and checks every frame: ids have
 //! the opener's parity and a stream's first frame from its opener is its SYN; PSH payloads are
 //! the writer's pattern at the right offset; nothing follows a FIN; no NOP (keepalive is off);
-//! version 2 UPDs advertise the reader's window with a consumed count that never goes back and
-//! never passes what was sent, and a writer never has more bytes in flight than the window it
+//! version 2 UPDs advertise a window between the floor and the cap with a consumed count that
+//! never goes back, never passes what was sent nor (until the reader released the stream)
+//! what was read, and a writer never has more bytes in flight than the window it
 //! knew when it framed them (the window never goes negative). It checks the session's
 //! counters (`Session::stats`) against what it saw, the stream limit, and that unread input
-//! stays below `max_receive_buffer` plus one frame and unsent output within `max_send_buffer`.
+//! stays below `max_receive_buffer` plus one frame (version 2: plus a floor per stream and the
+//! initial window of streams shrunk before any read) and unsent output within `max_send_buffer`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
@@ -27,7 +29,7 @@ use smux_proto::{
     WriteError, DIRECT_FRAMES, INITIAL_PEER_WINDOW,
 };
 
-use crate::shared::set_limits;
+use crate::shared::{set_limits, window_bounds};
 
 /// A `session_ops` input: a configuration byte and the operations to apply.
 #[derive(Arbitrary, Debug)]
@@ -142,6 +144,27 @@ fn config(byte: u8) -> Config {
     c
 }
 
+/// Version 2: what session `s` may buffer, from the wire (its peer `writer` is honest).
+/// Windows are carved out of the budget, except that every live stream may always get the
+/// floor, and a stream whose window was shrunk before any read (its first UPD says nothing
+/// consumed, or none was seen yet) may have received the initial window before the writer
+/// saw the shrink.
+fn v2_input_bound(s: &Session, tracks: &HashMap<(usize, StreamId), Track>, writer: usize) -> usize {
+    let c = s.config();
+    let (floor, _) = window_bounds(c);
+    let mut bound = c.max_receive_buffer;
+    for stream in s.snapshot().streams.iter().filter(|st| !st.released) {
+        bound += floor as usize;
+        let first = tracks
+            .get(&(writer, stream.id))
+            .and_then(|t| t.wire.updates.first());
+        if first.is_none_or(|&(_, consumed, _)| consumed == 0) {
+            bound += INITIAL_PEER_WINDOW as usize;
+        }
+    }
+    bound
+}
+
 /// The byte at `offset` of what end `writer` writes on stream `id`.
 fn pattern(writer: usize, id: StreamId, offset: u64) -> u8 {
     (offset % 251) as u8 ^ (id.as_u32() as u8).wrapping_mul(31) ^ ((writer as u8) << 7)
@@ -153,6 +176,8 @@ struct Track {
     written: u64,
     read: u64,
     writer_knew: bool,
+    /// The reader released the stream: data it drops counts as consumed.
+    reader_released: bool,
     /// When the writer finished (or released, or closed the session).
     finished_at: Option<Instant>,
     eof: bool,
@@ -397,7 +422,7 @@ impl World {
     fn check_output(&mut self, w: usize, input_end: u64) {
         let r = 1 - w;
         let version = self.ends[w].s.config().version;
-        let reader_window = self.ends[w].s.config().max_stream_buffer;
+        let (floor, cap) = window_bounds(self.ends[w].s.config());
         let decoder = FrameDecoder::new(version);
         loop {
             let end = &mut self.ends[w];
@@ -465,9 +490,21 @@ impl World {
                     consumed,
                     window,
                 } => {
-                    // About the data end `w` reads, which end `r` writes.
-                    assert_eq!(window as usize, reader_window, "UPD window");
-                    let wire = &mut self.tracks.entry((r, stream_id)).or_default().wire;
+                    // About the data end `w` reads, which end `r` writes: a share of the
+                    // receive budget, never below the floor nor above the cap.
+                    assert!(
+                        (floor..=cap).contains(&window),
+                        "{stream_id}: UPD window {window} outside [{floor}, {cap}]"
+                    );
+                    let track = self.tracks.entry((r, stream_id)).or_default();
+                    // The consumed count when the grant was decided: at most what was read,
+                    // unless the reader released the stream (then dropped data counts too).
+                    assert!(
+                        track.reader_released || u64::from(consumed) <= track.read,
+                        "{stream_id}: consumed {consumed} but {} read",
+                        track.read
+                    );
+                    let wire = &mut track.wire;
                     assert!(
                         u64::from(consumed) <= wire.sent,
                         "{stream_id}: consumed {consumed} of {} sent",
@@ -509,13 +546,21 @@ impl World {
                 }
             }
             let c = end.s.config();
-            // Input is taken while under the budget, and the peer's frames are at most
-            // `max_frame_size`: under the budget plus one frame.
             let (recv, send) = (end.s.buffered_input(), end.s.buffered_output());
-            assert!(
-                recv < c.max_receive_buffer + c.max_frame_size,
-                "buffered input {recv}"
-            );
+            if c.version == Version::V1 {
+                // Input is taken while under the budget, and the peer's frames are at most
+                // `max_frame_size`: under the budget plus one frame.
+                assert!(
+                    recv < c.max_receive_buffer + c.max_frame_size,
+                    "buffered input {recv}"
+                );
+            } else {
+                let bound = v2_input_bound(&end.s, &self.tracks, 1 - i);
+                assert!(
+                    recv <= bound,
+                    "end {i}: buffered input {recv}, bound {bound}"
+                );
+            }
             assert!(send <= c.max_send_buffer, "buffered output {send}");
             assert!(end.s.stream_count() <= c.max_streams);
             let stats = end.s.stats();
@@ -599,6 +644,7 @@ impl World {
                 };
                 self.ends[i].known.retain(|&k| k != id);
                 self.ends[i].s.release_stream(id);
+                self.tracks.entry((1 - i, id)).or_default().reader_released = true;
                 if !self.ends[i].s.is_closed() {
                     self.finished(i, id);
                 }

@@ -1,6 +1,6 @@
 //! Pieces the targets share: a tiny deterministic generator and the small-limit configs.
 
-use smux_proto::Config;
+use smux_proto::{Config, RECEIVE_WINDOW_FLOOR};
 
 /// xorshift32: reproducible schedules and chunk sizes drawn from the fuzzer's input.
 pub(crate) struct Rng(pub(crate) u32);
@@ -42,4 +42,11 @@ pub(crate) fn set_limits(c: &mut Config, limits: [usize; 7]) {
     c.max_stream_send_buffer = stream_send;
     c.accept_backlog = backlog;
     c.max_streams = streams;
+}
+
+/// Version 2: the narrowest and the widest window a session with config `c` grants (the
+/// floor, and `max_stream_buffer` capped by the receive budget).
+pub(crate) fn window_bounds(c: &Config) -> (u32, u32) {
+    let cap = c.max_stream_buffer.min(c.max_receive_buffer) as u32;
+    (RECEIVE_WINDOW_FLOOR.min(cap), cap)
 }

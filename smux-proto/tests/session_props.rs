@@ -22,8 +22,9 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use smux_proto::{
-    Cmd, Config, Error, Event, Frame, FrameDecoder, OpenError, ProtocolViolation, ReadError,
-    Session, Side, StreamId, Version, WriteError, INITIAL_PEER_WINDOW,
+    Cmd, Config, Error, Event, Frame, FrameDecoder, InputPause, OpenError, ProtocolViolation,
+    ReadError, Session, Side, StreamId, Version, WriteError, INITIAL_PEER_WINDOW,
+    RECEIVE_WINDOW_FLOOR,
 };
 
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -70,6 +71,16 @@ impl Limits {
         }
     }
 
+    /// Version 2: the widest window one stream is granted.
+    fn window_cap(&self) -> u32 {
+        self.max_stream_buffer.min(self.max_receive_buffer) as u32
+    }
+
+    /// Version 2: the window every stream may always be granted.
+    fn window_floor(&self) -> u32 {
+        RECEIVE_WINDOW_FLOOR.min(self.window_cap())
+    }
+
     fn config(&self, version: Version) -> Config {
         Config {
             version,
@@ -86,11 +97,22 @@ impl Limits {
 }
 
 /// Mostly the small buffers above; sometimes tighter ones, where a couple of streams fill the
-/// session's send budget.
+/// session's send budget; sometimes version 2 windows wider than the floor, so that grants
+/// share the receive budget (fair shares, shrinking others when it falls short).
 fn limits() -> impl Strategy<Value = Limits> {
     let frame = 1000usize..=4000;
     prop_oneof![
         2 => frame.clone().prop_map(Limits::small),
+        1 => (
+            frame.clone(),
+            prop_oneof![Just(64 * 1024), Just(256 * 1024), Just(1024 * 1024)],
+            prop_oneof![Just(32 * 1024), Just(64 * 1024), Just(256 * 1024)],
+        )
+            .prop_map(|(max_frame_size, max_receive_buffer, max_stream_buffer)| Limits {
+                max_stream_buffer: max_stream_buffer.min(max_receive_buffer),
+                max_receive_buffer,
+                ..Limits::small(max_frame_size)
+            }),
         1 => (
             frame,
             prop_oneof![Just(32 * 1024), Just(64 * 1024)],
@@ -289,8 +311,17 @@ struct Rec {
     data_arrived: [usize; 2],
     /// When the side processed the peer's FIN.
     peer_fin_at: [Option<Duration>; 2],
-    /// `consumed` of the last UPD the side emitted.
-    upd_sent: [Option<u32>; 2],
+    /// PSH payload bytes the side processed, also after releasing the stream.
+    data_processed: [usize; 2],
+    /// The side processed the opener's SYN (the opener has the stream from `open_stream`).
+    syn_arrived: [bool; 2],
+    /// The size of the side's first read (0: none yet).
+    first_read: [usize; 2],
+    /// `(consumed, window)` of the last UPD the side emitted.
+    upd_sent: [Option<(u32, u32)>; 2],
+    /// `consumed` of the first UPD the side emitted (0: the window was shrunk before any
+    /// read, so the peer may have used the initial window).
+    first_upd: [Option<u32>; 2],
     /// `(consumed, window)` of the last UPD the side processed.
     upd_seen: [Option<(u32, u32)>; 2],
     /// Data offset up to which the side's frames were checked against its window when a
@@ -508,7 +539,11 @@ impl Harness {
             data_arrived: [0; 2],
             fin_sent: [false; 2],
             peer_fin_at: [None; 2],
+            data_processed: [0; 2],
+            syn_arrived: [false; 2],
+            first_read: [0; 2],
             upd_sent: [None; 2],
+            first_upd: [None; 2],
             upd_seen: [None; 2],
             direct_checked: [0; 2],
         });
@@ -766,6 +801,9 @@ impl Harness {
                         at + first,
                         got.len()
                     ));
+                }
+                if rec.read[side] == 0 {
+                    rec.first_read[side] = got.len();
                 }
                 rec.read[side] += got.len();
                 rec.read_waiting[side] = false;
@@ -1026,40 +1064,61 @@ impl Harness {
                 prop_assert!(v2, "{} sent UPD in version 1", name);
                 let i = self.rec_of(stream_id, "UPD")?;
                 let rec = &mut self.streams[i];
-                prop_assert_eq!(
-                    window as usize,
-                    limits.max_stream_buffer,
-                    "UPD window is max_stream_buffer"
+                // A share of the receive budget, never below the floor nor above the cap.
+                prop_assert!(
+                    (limits.window_floor()..=limits.window_cap()).contains(&window),
+                    "{} sent UPD window {} on {}, outside [{}, {}]",
+                    name,
+                    window,
+                    stream_id,
+                    limits.window_floor(),
+                    limits.window_cap()
                 );
-                // The total read; once the stream is released, dropped data may count too.
-                if rec.released[side] {
-                    prop_assert!(
-                        consumed as usize >= rec.read[side],
-                        "UPD consumed below what was read"
-                    );
+                // The consumed count when the grant was decided: never beyond what was read
+                // (once the stream is released, dropped data counts too: at most all that
+                // arrived), and never going back. It may be 0 (a shrink before any read).
+                let bound = if rec.released[side] {
+                    rec.data_processed[side]
                 } else {
-                    prop_assert_eq!(
-                        consumed as usize,
-                        rec.read[side],
-                        "UPD consumed is the total read by {}",
-                        name
+                    rec.read[side]
+                };
+                prop_assert!(
+                    consumed as usize <= bound,
+                    "{} sent UPD consumed {} on {}, beyond the {} bytes {}",
+                    name,
+                    consumed,
+                    stream_id,
+                    bound,
+                    if rec.released[side] {
+                        "that arrived"
+                    } else {
+                        "read"
+                    }
+                );
+                if let Some((previous, _)) = rec.upd_sent[side] {
+                    prop_assert!(
+                        consumed >= previous,
+                        "{} sent UPD consumed {} on {} after {}",
+                        name,
+                        consumed,
+                        stream_id,
+                        previous
                     );
                 }
-                prop_assert!(consumed > 0, "UPD with nothing consumed");
-                rec.upd_sent[side] = Some(consumed);
+                rec.first_upd[side].get_or_insert(consumed);
+                rec.upd_sent[side] = Some((consumed, window));
             }
         }
         Ok(())
     }
 
-    /// Version 2: a reader owes the writer an UPD after its first read and whenever half its
-    /// window was read since the last one (unless the writer's FIN already arrived). Right
-    /// after `poll_transmit`, every UPD owed must have been made.
+    /// Version 2: a reader owes the writer an UPD after its first read and whenever half the
+    /// window of its latest UPD was read since that UPD (unless the writer's FIN already
+    /// arrived). Right after `poll_transmit`, every UPD owed must have been made.
     fn check_updates_owed(&self, side: usize) -> R {
         if self.version != Version::V2 {
             return Ok(());
         }
-        let half = self.limits.max_stream_buffer / 2;
         for rec in &self.streams {
             if !rec.known[side]
                 || rec.released[side]
@@ -1068,7 +1127,7 @@ impl Harness {
             {
                 continue;
             }
-            let Some(sent) = rec.upd_sent[side] else {
+            let Some((sent, window)) = rec.upd_sent[side] else {
                 return fail(format!(
                     "{} read {} bytes of {} and sent no UPD",
                     side_name(side),
@@ -1077,12 +1136,22 @@ impl Harness {
                 ));
             };
             prop_assert!(
-                rec.read[side] - (sent as usize) < half,
-                "{} read {} bytes of {} but its last UPD says {}: half a window unacknowledged",
+                sent as usize >= rec.first_read[side],
+                "{} read {} bytes of {} first but its last UPD says {}: no UPD after the first read",
+                side_name(side),
+                rec.first_read[side],
+                rec.id,
+                sent
+            );
+            prop_assert!(
+                rec.read[side] - (sent as usize) < (window / 2) as usize,
+                "{} read {} bytes of {} but its last UPD says {} with window {}: half a window \
+                 unacknowledged",
                 side_name(side),
                 rec.read[side],
                 rec.id,
-                sent
+                sent,
+                window
             );
         }
         Ok(())
@@ -1117,6 +1186,11 @@ impl Harness {
                     if !rec.released[to] {
                         rec.data_arrived[to] += data.len();
                     }
+                    rec.data_processed[to] += data.len();
+                }
+                Frame::Syn { stream_id } => {
+                    let i = self.rec_of(stream_id, "SYN")?;
+                    self.streams[i].syn_arrived[to] = true;
                 }
                 _ => {}
             }
@@ -1200,14 +1274,32 @@ impl Harness {
                 return fail(format!("{name} session failed: {e}"));
             }
             prop_assert!(!s.is_closing(), "{} is closing", name);
-            let input = s.buffered_input();
             prop_assert!(
-                input <= limits.max_receive_buffer + limits.max_frame_size,
-                "{} buffers {} unread bytes, beyond the budget plus one frame",
-                name,
-                input
+                self.version == Version::V1 || s.input_pause() != Some(InputPause::ReceiveBudget),
+                "{} paused input for the receive budget in version 2",
+                name
             );
-            prop_assert!(input <= limits.max_receive_buffer + 65_535);
+            let input = s.buffered_input();
+            if self.version == Version::V1 {
+                // Input pauses once the budget is used up: at most one frame beyond it.
+                prop_assert!(
+                    input <= limits.max_receive_buffer + limits.max_frame_size,
+                    "{} buffers {} unread bytes, beyond the budget plus one frame",
+                    name,
+                    input
+                );
+                prop_assert!(input <= limits.max_receive_buffer + 65_535);
+            } else {
+                let bound = self.v2_input_bound(side);
+                prop_assert!(
+                    input <= bound,
+                    "{} buffers {} unread bytes, beyond the budget, the floors and the \
+                     initial windows ({})",
+                    name,
+                    input,
+                    bound
+                );
+            }
             prop_assert!(
                 s.buffered_output() <= limits.max_send_buffer,
                 "{} buffers {} unsent bytes",
@@ -1249,6 +1341,27 @@ impl Harness {
             prop_assert!(s.stats().frames_out >= peer.stats().frames_in);
         }
         Ok(())
+    }
+
+    /// Version 2: what `side` may buffer, from the wire. Windows are carved out of the budget,
+    /// except that every live stream may always get the floor, and a stream whose window was
+    /// shrunk before any read (its first UPD says nothing consumed, or it sent none yet) may
+    /// have received the initial window before the peer saw the shrink.
+    fn v2_input_bound(&self, side: usize) -> usize {
+        let live = self
+            .streams
+            .iter()
+            .filter(|r| (r.opener == side || r.syn_arrived[side]) && !r.released[side]);
+        let (mut count, mut shrunk) = (0, 0);
+        for rec in live {
+            count += 1;
+            if rec.first_upd[side].is_none_or(|c| c == 0) {
+                shrunk += 1;
+            }
+        }
+        self.limits.max_receive_buffer
+            + count * self.limits.window_floor() as usize
+            + shrunk * INITIAL_PEER_WINDOW as usize
     }
 
     /// Both sides accept everything, finish every stream they hold, and read everything, until
@@ -1466,6 +1579,121 @@ proptest! {
     #[test]
     fn v2_random_traffic(limits in limits(), eager in any::<bool>(), ops in ops()) {
         run_session_case(Version::V2, limits, eager, &ops)?;
+    }
+}
+
+/// Version 2 budgets from far below one initial window (every stream shrunk at open) to the
+/// default; stream caps below, at and above the budget.
+fn shared_budget_limits() -> impl Strategy<Value = Limits> {
+    (
+        1000usize..=4000,
+        prop_oneof![
+            Just(16 * 1024),
+            Just(48 * 1024),
+            Just(100_000),
+            Just(256 * 1024),
+            Just(1024 * 1024),
+            Just(4 * 1024 * 1024),
+        ],
+        prop_oneof![
+            Just(8 * 1024),
+            Just(64 * 1024),
+            Just(1024 * 1024),
+            Just(4 * 1024 * 1024),
+        ],
+    )
+        .prop_map(
+            |(max_frame_size, max_receive_buffer, max_stream_buffer)| Limits {
+                max_receive_buffer,
+                max_stream_buffer,
+                ..Limits::small(max_frame_size)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        max_shrink_iters: 2000,
+        max_shrink_time: 10_000,
+        ..proptest_config(48)
+    })]
+
+    /// Version 2, both sides opening streams and writing as much as the sessions take, reading
+    /// parts of random streams: input never pauses for the receive budget, unread input stays
+    /// within the budget plus a floor per live stream plus the initial window of streams
+    /// shrunk before any read (counted from the wire; `check_invariants` after every step),
+    /// and once the writers stop and the readers drain, every byte arrived intact.
+    #[test]
+    fn v2_shared_budget_bounds_input_and_delivers_everything(
+        limits in shared_budget_limits(),
+        opened in (1usize..=6, 1usize..=6),
+        // Per round: which streams each side reads (a bit per stream), how much per read,
+        // and the transfer chunk.
+        rounds in proptest::collection::vec(
+            (any::<u32>(), any::<u32>(), 1usize..=70_000, 1usize..=70_000, 1usize..=20_000),
+            1..30,
+        ),
+    ) {
+        let mut h = Harness::new(Version::V2, limits, true);
+        for _ in 0..opened.0 {
+            h.open(CLIENT)?;
+        }
+        for _ in 0..opened.1 {
+            h.open(SERVER)?;
+        }
+        h.pump(usize::MAX)?;
+        for side in [CLIENT, SERVER] {
+            while h.accept(side)? {}
+        }
+        h.check_invariants()?;
+        let streams = h.streams.len();
+        prop_assert_eq!(streams, opened.0 + opened.1);
+        for &(reads_client, reads_server, read_client, read_server, chunk) in &rounds {
+            // Writers write until the session refuses (the send budgets or windows are full).
+            for side in [CLIENT, SERVER] {
+                for i in h.known(side) {
+                    for k in 0..8 {
+                        let before = h.streams[i].written[side];
+                        h.write(side, i, limits.max_stream_send_buffer, k % 2 == 0)?;
+                        if h.streams[i].written[side] == before {
+                            break;
+                        }
+                    }
+                }
+            }
+            h.transfer(CLIENT, chunk)?;
+            h.transfer(SERVER, chunk)?;
+            h.drain_events(CLIENT)?;
+            h.drain_events(SERVER)?;
+            h.check_invariants()?;
+            for (side, mask, max) in [(CLIENT, reads_client, read_client), (SERVER, reads_server, read_server)] {
+                for i in h.known(side) {
+                    if mask & (1 << (i % 32)) != 0 {
+                        h.read(side, i, max, i % 2 == 1)?;
+                    }
+                }
+                h.drain_events(side)?;
+            }
+            h.check_invariants()?;
+            h.pump(chunk)?;
+            h.drain_events(CLIENT)?;
+            h.drain_events(SERVER)?;
+            h.check_invariants()?;
+        }
+        // The writers stop (they finish); the readers drain everything.
+        h.settle()?;
+        h.check_complete()?;
+        // Nothing was released and nothing can stall: every byte written was read, and both
+        // sides did write (the first stream each side knows always gets into the send budget).
+        for side in [CLIENT, SERVER] {
+            let mut total = 0;
+            for rec in &h.streams {
+                prop_assert_eq!(rec.read[1 - side], rec.written[side], "{} of {}", side_name(1 - side), rec.id);
+                total += rec.written[side];
+            }
+            prop_assert!(total > 0, "{} wrote nothing", side_name(side));
+        }
+        h.wind_down()?;
     }
 }
 
@@ -1919,7 +2147,25 @@ proptest! {
             let result = s.handle_input(now, &mut buf);
             prop_assert!(result.is_ok(), "valid input rejected: {:?}", result);
         }
-        prop_assert_eq!(transmit_all(&mut s), vec![], "nothing to say before reading");
+        // Version 2: the latest window each stream granted, `(consumed, window)`: the initial
+        // window until an UPD says otherwise.
+        let cap = stream_buffer as u32;
+        let floor = RECEIVE_WINDOW_FLOOR.min(cap);
+        let mut grants: HashMap<StreamId, (u32, u32)> = HashMap::new();
+        // Before any read, the only thing to say: windows the budget cannot cover, shrunk at
+        // once (nothing consumed). The default budget covers 16 initial windows.
+        let covered = Config::default().max_receive_buffer / INITIAL_PEER_WINDOW as usize;
+        let opened_count = peer_model(&frames).len();
+        for frame in transmit_all(&mut s) {
+            match frame {
+                Frame::Upd { stream_id, consumed: 0, window } if version == Version::V2 => {
+                    prop_assert!(opened_count > covered, "{} streams fit the budget, yet {} was shrunk", opened_count, stream_id);
+                    prop_assert!((floor..=cap).contains(&window), "shrunk to {}", window);
+                    prop_assert!(grants.insert(stream_id, (0, window)).is_none(), "two UPDs for {}", stream_id);
+                }
+                other => return fail(format!("before reading, sent {other:?}")),
+            }
+        }
         prop_assert!(buf.is_empty());
         prop_assert_eq!(s.stats().bytes_in as usize, wire.len());
         prop_assert_eq!(s.stats().frames_in as usize, frames.len());
@@ -1936,11 +2182,12 @@ proptest! {
         prop_assert_eq!(&opened, &ids, "StreamOpened events, in opening order");
         let unread: usize = expected.iter().map(|(_, d, _)| d.len()).sum();
         prop_assert_eq!(s.buffered_input(), unread);
+        let fins: HashMap<StreamId, bool> = expected.iter().map(|(id, _, fin)| (*id, *fin)).collect();
+        let mut read_of: HashMap<StreamId, usize> = HashMap::new();
         for (id, data, fin) in expected {
             prop_assert_eq!(s.accept_stream(), Some(id));
             let mut got = Vec::new();
             let mut end = false;
-            let mut since_update = 0;
             // Reads of sizes around the payload sizes, by copy or (two times in three) by chunk.
             for (k, &max) in reads.iter().cycle().enumerate() {
                 let result = if k % 3 == 0 {
@@ -1957,19 +2204,35 @@ proptest! {
                     Ok(chunk) => {
                         prop_assert!(chunk.len() <= max, "asked for {} bytes, got {}", max, chunk.len());
                         got.extend_from_slice(&chunk);
+                        read_of.insert(id, got.len());
                         // Go's rule (stream.go): UPD after the first read, and whenever half
-                        // the window was read since the last one; none once FIN arrived.
-                        since_update += chunk.len();
+                        // the window of the latest UPD was read since it; none once FIN
+                        // arrived.
+                        let (acked, window) = grants.get(&id).copied().unwrap_or((0, INITIAL_PEER_WINDOW));
                         let owed = version == Version::V2
                             && !fin
-                            && (got.len() == chunk.len() || since_update >= stream_buffer / 2);
-                        let expected = if owed {
-                            since_update = 0;
-                            vec![Frame::Upd { stream_id: id, consumed: got.len() as u32, window: stream_buffer as u32 }]
-                        } else {
-                            vec![]
-                        };
-                        prop_assert_eq!(transmit_all(&mut s), expected, "after reading {} bytes of {}", got.len(), id);
+                            && (got.len() == chunk.len() || got.len() - acked as usize >= (window / 2) as usize);
+                        let mut granted = false;
+                        for frame in transmit_all(&mut s) {
+                            let Frame::Upd { stream_id, consumed, window } = frame else {
+                                return fail(format!("after a read, sent {frame:?}"));
+                            };
+                            prop_assert!((floor..=cap).contains(&window), "UPD window {} outside [{}, {}]", window, floor, cap);
+                            let read = read_of.get(&stream_id).copied().unwrap_or(0);
+                            prop_assert_eq!(consumed as usize, read, "UPD consumed for {} is what was read of it", stream_id);
+                            let previous = grants.insert(stream_id, (consumed, window));
+                            if stream_id == id {
+                                prop_assert!(owed && !granted, "UPD for {} after reading {} bytes, not owed", id, got.len());
+                                granted = true;
+                            } else {
+                                // Only a grant short of the budget shrinks other streams.
+                                prop_assert!(owed, "UPD for {} while reading {}, which owed none", stream_id, id);
+                                prop_assert!(!fins[&stream_id], "a finished stream {} was shrunk", stream_id);
+                                let before = previous.map_or(INITIAL_PEER_WINDOW, |(_, w)| w);
+                                prop_assert!(window < before, "{} reclaimed from {} to {}", stream_id, before, window);
+                            }
+                        }
+                        prop_assert_eq!(granted, owed, "UPD owed after reading {} bytes of {}", got.len(), id);
                     }
                     Err(ReadError::Blocked) => break,
                     Err(e) => return fail(format!("read on {id}: {e}")),
@@ -2001,9 +2264,14 @@ proptest! {
 /// nor the FIN behind it can ever leave, and no FIN arrives to start a stall timer either.
 /// The stream must still go away once both ends released it, and its queued bytes must stop
 /// counting against the send budget (else a few such streams block every write for good).
+/// (The receive budget covers the initial window, so neither end shrinks it at open.)
 #[test]
 fn v2_stream_released_by_both_ends_with_window_blocked_data_is_reaped() -> R {
-    let mut h = Harness::new(Version::V2, Limits::small(4000), true);
+    let limits = Limits {
+        max_receive_buffer: INITIAL_PEER_WINDOW as usize,
+        ..Limits::small(4000)
+    };
+    let mut h = Harness::new(Version::V2, limits, true);
     h.open(CLIENT)?;
     h.pump(usize::MAX)?;
     prop_assert!(h.accept(SERVER)?);
@@ -2047,10 +2315,15 @@ fn v2_stream_released_by_both_ends_with_window_blocked_data_is_reaped() -> R {
 /// the window is shut, the peer's FIN has already arrived, and the peer will never grant
 /// window again. PROTOCOL.md: a sender blocked on the window that receives FIN must fail with
 /// a clear error, never hang; after the keepalive timeout the write must report
-/// `PeerStoppedReading` and the queued bytes must be dropped.
+/// `PeerStoppedReading` and the queued bytes must be dropped. (The receive budget covers the
+/// initial window, so the peer does not shrink it at open.)
 #[test]
 fn v2_data_written_after_the_peer_fin_with_a_shut_window_does_not_hang() -> R {
-    let mut h = Harness::new(Version::V2, Limits::small(4000), true);
+    let limits = Limits {
+        max_receive_buffer: INITIAL_PEER_WINDOW as usize,
+        ..Limits::small(4000)
+    };
+    let mut h = Harness::new(Version::V2, limits, true);
     h.open(CLIENT)?;
     h.pump(usize::MAX)?;
     prop_assert!(h.accept(SERVER)?);
@@ -2096,11 +2369,13 @@ fn v2_data_written_after_the_peer_fin_with_a_shut_window_does_not_hang() -> R {
 /// so the data queued on A beyond the initial window can never leave: it fills the whole send
 /// budget, and a write on stream B is refused with `Blocked`. When A's stall expires (the
 /// keepalive timeout after the peer's FIN), A's data is dropped and the budget is free again:
-/// B must get the `StreamWritable` that `Blocked` promised.
+/// B must get the `StreamWritable` that `Blocked` promised. (The receive budget covers both
+/// initial windows, so the peer does not shrink A's at open.)
 #[test]
 fn v2_budget_freed_by_a_stall_wakes_blocked_writers() -> R {
     let limits = Limits {
         max_send_buffer: MAX_STREAM_SEND_BUFFER,
+        max_receive_buffer: 2 * INITIAL_PEER_WINDOW as usize,
         ..Limits::small(4000)
     };
     let mut h = Harness::new(Version::V2, limits, true);
