@@ -26,7 +26,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use smux_proto::{
     Config, Error, Event, Frame, FrameDecoder, ReadError, Session, Side, StreamId, Version,
-    WriteError, DIRECT_FRAMES, INITIAL_PEER_WINDOW,
+    WriteError, BUSY_RECEIVE_WINDOW_FLOOR, DIRECT_FRAMES, INITIAL_PEER_WINDOW,
 };
 
 use crate::shared::{set_limits, window_bounds};
@@ -151,10 +151,11 @@ fn config(byte: u8) -> Config {
 /// saw the shrink.
 fn v2_input_bound(s: &Session, tracks: &HashMap<(usize, StreamId), Track>, writer: usize) -> usize {
     let c = s.config();
-    let (floor, _) = window_bounds(c);
+    let (_, cap) = window_bounds(c);
+    let busy_floor = BUSY_RECEIVE_WINDOW_FLOOR.min(cap);
     let mut bound = c.max_receive_buffer;
     for stream in s.snapshot().streams.iter().filter(|st| !st.released) {
-        bound += floor as usize;
+        bound += busy_floor as usize;
         let first = tracks
             .get(&(writer, stream.id))
             .and_then(|t| t.wire.updates.first());

@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use smux_proto::{
     Config, Frame, FrameDecoder, InputPause, ReadError, Session, Side, StreamId, Version,
-    WriteError, INITIAL_PEER_WINDOW, RECEIVE_WINDOW_FLOOR,
+    WriteError, BUSY_RECEIVE_WINDOW_FLOOR, INITIAL_PEER_WINDOW, RECEIVE_WINDOW_FLOOR,
 };
 
 const KIB: usize = 1024;
@@ -514,7 +514,7 @@ impl Pair {
                 "version 2 input paused for the receive budget"
             );
             prop_assert_eq!(pause, None, "input paused");
-            // Memory: the budget, a floor per stream, and the initial window of every stream
+            // Memory: the budget, a busy floor per stream, and the initial window of every stream
             // shrunk before any read (the peer may have used it before it saw the shrink).
             let (mut live, mut shrunk) = (0usize, 0usize);
             for rec in self.streams.iter().filter(|r| r.syn_arrived[side]) {
@@ -524,7 +524,7 @@ impl Pair {
                 }
             }
             let bound = limits.max_receive_buffer
-                + live * limits.floor() as usize
+                + live * BUSY_RECEIVE_WINDOW_FLOOR.min(limits.cap()) as usize
                 + shrunk * INITIAL_PEER_WINDOW as usize;
             prop_assert!(
                 s.buffered_input() <= bound,

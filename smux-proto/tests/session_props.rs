@@ -23,8 +23,8 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use smux_proto::{
     Cmd, Config, Error, Event, Frame, FrameDecoder, InputPause, OpenError, ProtocolViolation,
-    ReadError, Session, Side, StreamId, Version, WriteError, INITIAL_PEER_WINDOW,
-    RECEIVE_WINDOW_FLOOR,
+    ReadError, Session, Side, StreamId, Version, WriteError, BUSY_RECEIVE_WINDOW_FLOOR,
+    INITIAL_PEER_WINDOW, RECEIVE_WINDOW_FLOOR,
 };
 
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -1360,7 +1360,7 @@ impl Harness {
             }
         }
         self.limits.max_receive_buffer
-            + count * self.limits.window_floor() as usize
+            + count * BUSY_RECEIVE_WINDOW_FLOOR.min(self.limits.window_cap()) as usize
             + shrunk * INITIAL_PEER_WINDOW as usize
     }
 
