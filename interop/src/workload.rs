@@ -206,8 +206,8 @@ pub fn summarize_goroutines(dump: &str) -> String {
             .and_then(|(_, rest)| rest.split(']').next())
             .unwrap_or("?");
         let frames: Vec<&str> = lines
-            .filter(|l| !l.starts_with('\t'))
-            .map(|l| l.split('(').next().unwrap_or(l))
+            .filter(|l| !l.starts_with('\t') && !l.starts_with("created by "))
+            .map(|l| l.rfind('(').map_or(l, |i| &l[..i]))
             .filter(|f| f.contains("xtaci/smux") || f.starts_with("main."))
             .take(2)
             .collect();
@@ -216,7 +216,7 @@ pub fn summarize_goroutines(dump: &str) -> String {
             .or_default() += 1;
     }
     let mut sorted: Vec<_> = groups.into_iter().collect();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    sorted.sort_by_key(|g| std::cmp::Reverse(g.1));
     let mut out = format!("{total} goroutines:\n");
     for (what, n) in sorted {
         let _ = writeln!(out, "  {n:5} {what}");

@@ -75,6 +75,10 @@ const GO_EXIT: Duration = Duration::from_secs(30);
 /// Runs only the cases whose names contain this variable's value (for debugging one case,
 /// e.g. `SMUX_WORKLOAD_FILTER="proxy tokio<->tokio v1 small 1024x"`).
 const FILTER_VAR: &str = "SMUX_WORKLOAD_FILTER";
+/// Keepalive interval of both ends (timeout: three times as long). The default (10 s) would
+/// hide a lost wakeup: a NOP every 10 s drives the connection and wakes the stuck task just
+/// before the stall detector fires, and the case only looks slow.
+const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Busy streams beside the idle ones of the idle shape.
 const BUSY: usize = 4;
 /// Bytes every idle stream echoes at the end of the idle shape.
@@ -469,6 +473,16 @@ impl Case {
         self.peer == Peer::GoServer && self.version == Version::V2
     }
 
+    /// Our configuration: the case's buffers, and a keepalive slower than the stall detector
+    /// (see [`KEEPALIVE`]).
+    fn config(&self) -> MuxConfig {
+        MuxConfig {
+            keep_alive_interval: KEEPALIVE,
+            keep_alive_timeout: 3 * KEEPALIVE,
+            ..self.buffers.config(self.version)
+        }
+    }
+
     fn seed(&self) -> u64 {
         ((self.streams as u64) << 32) ^ ((self.size as u64) << 8) ^ u64::from(self.version.as_u8())
     }
@@ -599,10 +613,12 @@ fn run_case<E: Env>(case: Case, name: &str) {
 /// What a stall report shows: our sessions' snapshots and the Go peer's side.
 #[derive(Default)]
 struct Diagnostics {
-    sessions: Vec<(&'static str, Box<dyn Fn() -> SessionSnapshot + Send + Sync>)>,
+    sessions: Vec<(&'static str, SnapshotSource)>,
     /// The Go peer's process id and its stderr.
     go: Option<(u32, Box<dyn Fn() -> String + Send + Sync>)>,
 }
+
+type SnapshotSource = Box<dyn Fn() -> SessionSnapshot + Send + Sync>;
 
 impl Diagnostics {
     fn session<E: Env>(&mut self, label: &'static str, mux: &E::Mux) {
@@ -616,8 +632,10 @@ impl Diagnostics {
     }
 
     /// Our snapshots first (before Go goes away), then Go's stderr and goroutines: Go dumps
-    /// them on SIGQUIT (and exits).
-    async fn report<E: Env>(&self) -> String {
+    /// them on SIGQUIT (and exits). Blocks the thread while Go writes its dump: the case's
+    /// future, polled by the same task, must not see the streams fail meanwhile and report
+    /// that instead of the stall.
+    fn report(&self) -> String {
         let mut out = String::new();
         for (label, snapshot) in &self.sessions {
             out += &format!(
@@ -633,10 +651,10 @@ impl Diagnostics {
             let mut dump = String::new();
             if matches!(quit, Ok(s) if s.success()) {
                 for _ in 0..40 {
-                    E::sleep(Duration::from_millis(50)).await;
+                    std::thread::sleep(Duration::from_millis(50));
                     dump = stderr();
-                    if dump.len() > before.len() && dump.contains("\n\n") {
-                        E::sleep(Duration::from_millis(200)).await;
+                    if dump.len() > before.len() {
+                        std::thread::sleep(Duration::from_millis(300));
                         dump = stderr();
                         break;
                     }
@@ -684,11 +702,11 @@ async fn guarded<E: Env>(
                 break;
             }
             if started.elapsed() >= CASE_LIMIT {
-                let report = diagnostics.report::<E>().await;
+                let report = diagnostics.report();
                 panic!("{name}: not done within {CASE_LIMIT:?} ({now} bytes moved)\n{report}");
             }
         }
-        let report = diagnostics.report::<E>().await;
+        let report = diagnostics.report();
         panic!(
             "STALL in {name}: no byte moved for {STALL:?} ({last} bytes moved before, {:.1?} \
              into the case)\n{report}",
@@ -1299,7 +1317,7 @@ fn ours_both_ends<E: Env>(case: Case, name: &str) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let client_tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server_tcp, _) = listener.accept().unwrap();
-    let config = case.buffers.config(case.version);
+    let config = case.config();
     E::block_on(async move {
         let client = E::new_mux(client_tcp, Side::Client, config.clone());
         let server = E::new_mux(server_tcp, Side::Server, config);
@@ -1351,6 +1369,13 @@ fn go_common(case: &Case) -> Vec<String> {
         .map(String::from)
         .to_vec();
     args.extend(case.buffers.go_args());
+    let interval = KEEPALIVE.as_millis();
+    args.extend([
+        "-keepalive-interval".to_string(),
+        interval.to_string(),
+        "-keepalive-timeout".to_string(),
+        (3 * interval).to_string(),
+    ]);
     // Our stall detector reports first; this only keeps a lost peer from running for ever.
     args.extend(["-deadline", "600000"].map(String::from));
     args
@@ -1437,7 +1462,7 @@ fn go_client<E: Env>(case: Case, name: &str) {
         }
     };
     tcp.set_nonblocking(false).unwrap();
-    let config = case.buffers.config(case.version);
+    let config = case.config();
     let served = E::block_on(async {
         let server = E::new_mux(tcp, Side::Server, config);
         let progress = Progress::new();
@@ -1504,7 +1529,7 @@ fn go_server<E: Env>(case: Case, name: &str) {
     let addr = peer.listen_addr();
     let tcp = std::net::TcpStream::connect(addr)
         .unwrap_or_else(|e| panic!("{name}: cannot connect to the Go server at {addr}: {e}"));
-    let config = case.buffers.config(case.version);
+    let config = case.config();
     let (sent, stats) = E::block_on(async {
         let client = E::new_mux(tcp, Side::Client, config);
         let progress = Progress::new();
