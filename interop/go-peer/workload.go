@@ -44,6 +44,7 @@ var (
 	reqMax   = flag.Int("req-max", 512, "reqresp, burst: largest request")
 	busy     = flag.Int("busy", 0, "idle: busy streams")
 	busySize = flag.Int("busy-size", 1<<20, "idle: bytes echoed on each busy stream")
+	openers  = flag.Int("openers", 1, "burst: goroutines opening streams at once (each opens its share back to back)")
 )
 
 // Workload counters.
@@ -127,38 +128,51 @@ func framedRequest(payload []byte) []byte {
 
 func workBurst(sess *smux.Session) {
 	var wg sync.WaitGroup
-	r := rand.New(rand.NewSource(*seed))
-	for i := 0; i < *streams; i++ {
-		st, err := sess.OpenStream()
-		if err != nil {
-			wlFail("open #%d: %v", i, err)
-			break
-		}
-		payload := make([]byte, 1+r.Intn(*reqMax))
-		r.Read(payload)
-		if _, err := st.Write(framedRequest(payload)); err != nil {
-			wlFail("stream %d: write: %v", st.ID(), err)
-			st.Close()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer st.Close()
-			got := make([]byte, len(payload))
-			if n, err := io.ReadFull(st, got); err != nil {
-				wlFail("stream %d: reply ended after %d of %d bytes: %v", st.ID(), n, len(payload), err)
-				return
+	var openWG sync.WaitGroup
+	for o := 0; o < *openers; o++ {
+		openWG.Add(1)
+		go func(o int) {
+			defer openWG.Done()
+			r := rand.New(rand.NewSource(*seed + int64(o)))
+			for i := o; i < *streams; i += *openers {
+				burstOne(sess, r, i, &wg)
 			}
-			if !bytes.Equal(got, payload) {
-				wlFail("stream %d: reply of %d bytes differs from the request", st.ID(), len(payload))
-				return
-			}
-			atomic.AddInt64(&wlBytes, int64(len(payload)))
-			atomic.AddInt64(&wlStreams, 1)
-		}()
+		}(o)
 	}
+	openWG.Wait()
 	wg.Wait()
+}
+
+// burstOne opens a stream, writes its framed request and starts a goroutine reading the reply.
+func burstOne(sess *smux.Session, r *rand.Rand, i int, wg *sync.WaitGroup) {
+	st, err := sess.OpenStream()
+	if err != nil {
+		wlFail("open #%d: %v", i, err)
+		return
+	}
+	payload := make([]byte, 1+r.Intn(*reqMax))
+	r.Read(payload)
+	if _, err := st.Write(framedRequest(payload)); err != nil {
+		wlFail("stream %d: write: %v", st.ID(), err)
+		st.Close()
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer st.Close()
+		got := make([]byte, len(payload))
+		if n, err := io.ReadFull(st, got); err != nil {
+			wlFail("stream %d: reply ended after %d of %d bytes: %v", st.ID(), n, len(payload), err)
+			return
+		}
+		if !bytes.Equal(got, payload) {
+			wlFail("stream %d: reply of %d bytes differs from the request", st.ID(), len(payload))
+			return
+		}
+		atomic.AddInt64(&wlBytes, int64(len(payload)))
+		atomic.AddInt64(&wlStreams, 1)
+	}()
 }
 
 func workIdle(sess *smux.Session) {

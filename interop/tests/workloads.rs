@@ -520,7 +520,13 @@ fn sizes(shape: Shape) -> &'static [(usize, usize)] {
             (256, REQUEST_MAX),
             (4096, REQUEST_MAX),
         ],
-        Shape::Burst => &[(16, BURST_MAX), (256, BURST_MAX), (4096, BURST_MAX)],
+        // 1000: just below Go's accept backlog of 1024 (see `known_go_deadlock`).
+        Shape::Burst => &[
+            (16, BURST_MAX),
+            (256, BURST_MAX),
+            (1000, BURST_MAX),
+            (4096, BURST_MAX),
+        ],
         Shape::Idle if release => &[(16, 4 * MIB), (256, 4 * MIB), (4096, 4 * MIB)],
         Shape::Idle => &[(16, MIB), (256, MIB), (4096, 256 * KIB)],
     }
@@ -557,6 +563,10 @@ fn run_cases<E: Env>(cases: &[Case]) {
     for case in cases {
         let name = case.name::<E>();
         if !name.contains(filter.as_str()) {
+            continue;
+        }
+        if let Some(reason) = known_go_deadlock(case) {
+            eprintln!("case {name}: NOT RUN: known Go smux 1.5.16 deadlock: {reason}");
             continue;
         }
         let case_started = Instant::now();
@@ -597,6 +607,34 @@ fn run_cases<E: Env>(cases: &[Case]) {
             details.join("\n\n")
         );
     }
+}
+
+/// Cases that Go smux 1.5.16 cannot pass whoever its peer is: the same workload deadlocks
+/// between two Go peers. They are listed in the output as not run, with the reason, and stay
+/// here as documentation; everything else must pass.
+fn known_go_deadlock(case: &Case) -> Option<&'static str> {
+    if case.peer == Peer::GoServer && case.shape == Shape::Burst && case.streams > 1024 {
+        // session.go (1.5.16) recvLoop, cmdSYN: it holds streamLock while it blocks on the
+        // full accept channel (1024 streams); the acceptor's Stream.Close -> streamClosed needs
+        // streamLock: the acceptor and the reader wait for each other for ever (goroutine dump:
+        // recvLoop in select, streamClosed in semacquire). Go to Go: `go-peer -mode server
+        // -serial -framed` against `go-peer -mode client -workload burst -streams 4096
+        // -openers 16` hangs in both versions (64 openers also hang).
+        return Some("Go's reader holds streamLock while blocked on its full accept backlog");
+    }
+    if case.peer == Peer::GoServer
+        && case.shape == Shape::Echo
+        && case.version == Version::V2
+        && case.buffers == Buffers::Small
+        && case.streams * case.size > 16 << 20
+    {
+        // Go's receive path pauses when MaxReceiveBuffer (here 256 KiB) is used up, even in
+        // version 2, while its echo writers, blocked on the peer's window, hold what they read;
+        // the window updates that would unblock them are never read. Go to Go with these
+        // buffers: `-streams 64 -sizes 1048576 -odd -close` hangs (16 streams pass).
+        return Some("Go's reader pauses on its 256 KiB receive buffer in version 2");
+    }
+    None
 }
 
 fn run_case<E: Env>(case: Case, name: &str) {
