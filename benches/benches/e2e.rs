@@ -34,8 +34,9 @@ const CHUNK: usize = 64 * 1024;
 const BULK_STREAMS: usize = 8;
 /// Tasks opening streams at once in the `idle` scenario.
 const IDLE_OPENERS: usize = 64;
-/// `max_stream_buffer` of the extra version-2 column.
-const BIG_WINDOW: usize = 4 << 20;
+/// `max_stream_buffer` of the extra version-2 column: the fixed window of the releases before
+/// the shared receive budget (the default now caps a stream at the whole 4 MiB budget).
+const CAPPED_WINDOW: usize = 1 << 20;
 /// Above this many idle streams, the peers whose stream opening is quadratic get special
 /// treatment (see [`Peer::idle_slow`]).
 const IDLE_SLOW_ABOVE: u64 = 10_000;
@@ -84,7 +85,7 @@ impl Scenario {
 enum Peer {
     Tcp,
     Tokio(u8),
-    TokioBigWindow,
+    TokioCappedWindow,
     Smol(u8),
     AsyncSmux,
     Yamux,
@@ -95,7 +96,7 @@ const PEERS: [Peer; 10] = [
     Peer::Tcp,
     Peer::Tokio(1),
     Peer::Tokio(2),
-    Peer::TokioBigWindow,
+    Peer::TokioCappedWindow,
     Peer::Smol(1),
     Peer::Smol(2),
     Peer::AsyncSmux,
@@ -109,7 +110,7 @@ impl Peer {
         match self {
             Peer::Tcp => "tcp".into(),
             Peer::Tokio(v) => format!("tokio-v{v}"),
-            Peer::TokioBigWindow => "tokio-v2-4m".into(),
+            Peer::TokioCappedWindow => "tokio-v2-1m".into(),
             Peer::Smol(v) => format!("smol-v{v}"),
             Peer::AsyncSmux => "async_smux".into(),
             Peer::Yamux => "yamux".into(),
@@ -121,7 +122,7 @@ impl Peer {
         match self {
             Peer::Tcp => "raw TCP".into(),
             Peer::Tokio(v) => format!("ours tokio v{v}"),
-            Peer::TokioBigWindow => "ours tokio v2 4 MiB win".into(),
+            Peer::TokioCappedWindow => "ours tokio v2 1 MiB cap".into(),
             Peer::Smol(v) => format!("ours smol v{v}"),
             Peer::AsyncSmux => "async_smux 0.4".into(),
             Peer::Yamux => "yamux 0.14".into(),
@@ -638,9 +639,9 @@ async fn setup_yamux(
     })
 }
 
-/// Our configuration: the default, with `version`; `max_stream_buffer` = [`BIG_WINDOW`] for
+/// Our configuration: the default, with `version`; `max_stream_buffer` = [`CAPPED_WINDOW`] for
 /// the extra column; `max_streams` raised for `idle` beyond its default 65536.
-fn ours_config(version: u8, big_window: bool, scenario: Scenario, p: Params) -> MuxConfig {
+fn ours_config(version: u8, capped_window: bool, scenario: Scenario, p: Params) -> MuxConfig {
     let mut config = MuxConfig {
         version: if version == 1 {
             Version::V1
@@ -649,8 +650,8 @@ fn ours_config(version: u8, big_window: bool, scenario: Scenario, p: Params) -> 
         },
         ..MuxConfig::default()
     };
-    if big_window {
-        config.max_stream_buffer = BIG_WINDOW;
+    if capped_window {
+        config.max_stream_buffer = CAPPED_WINDOW;
     }
     if scenario == Scenario::Idle {
         config.max_streams = config.max_streams.max(p.idle as usize + 1024);
@@ -679,7 +680,7 @@ fn run_case(sc: Scenario, peer: Peer, p: Params) -> Sample {
             let config = ours_config(v, false, sc, p);
             tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_ours_tokio(config, h)))
         }
-        Peer::TokioBigWindow => {
+        Peer::TokioCappedWindow => {
             let config = ours_config(2, true, sc, p);
             tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_ours_tokio(config, h)))
         }

@@ -47,9 +47,10 @@ pub(crate) struct Core {
     pub(crate) session: Session,
     timer: Box<dyn Timer>,
     sleep: Option<(Instant, Sleep)>,
-    /// Input stopped because the session's receive budget was used up: frames may be left in
-    /// the receive buffer, and nothing will wake a task when the budget frees (the transport
-    /// was not polled).
+    /// Input stopped because the session did not want it (`Session::input_pause`: the v1
+    /// receive budget used up, the accept backlog full, ...): frames may be left in the
+    /// receive buffer, and nothing will wake a task when the reason goes away (the transport
+    /// was not polled), so the operation that removes it (a read, an accept) drives.
     input_paused: bool,
     /// Nothing taken from the session is waiting in the driver (unwritten or unflushed).
     out_idle: bool,
@@ -59,7 +60,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// Whether a drive is due after an operation completed without driving: output is
-    /// pending, or the operation (a read) freed receive budget and paused input can resume.
+    /// pending, or the operation (a read, an accept) lifted the pause of input.
     fn needs_drive(&self) -> bool {
         self.session.wants_write() || (self.input_paused && self.session.wants_read())
     }

@@ -71,6 +71,7 @@ pub struct Config {
     /// share of [`max_receive_buffer`](Self::max_receive_buffer) (the budget divided among the
     /// streams that are busy receiving), up to this, and never below
     /// [`RECEIVE_WINDOW_FLOOR`](crate::RECEIVE_WINDOW_FLOOR) (16 KiB, or this if smaller).
+    /// A value above `max_receive_buffer` is allowed and means "no cap below the budget".
     /// Default: 4 MiB (Go: a fixed 64 KiB window per stream).
     pub max_stream_buffer: usize,
     /// Bytes written and not yet framed, all streams together. Default: 4 MiB.
@@ -126,12 +127,6 @@ impl Config {
         }
         if self.max_stream_buffer == 0 {
             return Err(ConfigError::Zero("max_stream_buffer"));
-        }
-        if self.max_stream_buffer > self.max_receive_buffer {
-            return Err(ConfigError::StreamBufferAboveReceiveBuffer {
-                stream: self.max_stream_buffer,
-                session: self.max_receive_buffer,
-            });
         }
         if self.max_stream_buffer > i32::MAX as usize {
             return Err(ConfigError::StreamBufferTooLarge(self.max_stream_buffer));
@@ -228,14 +223,12 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::Zero("max_stream_buffer")));
+        // A stream window above the budget is allowed: the budget caps it.
         let c = Config {
-            max_stream_buffer: 8 * 1024 * 1024,
+            max_receive_buffer: 1024 * 1024,
             ..Config::default()
         };
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::StreamBufferAboveReceiveBuffer { .. })
-        ));
+        assert_eq!(c.validate(), Ok(()));
         let c = Config {
             max_receive_buffer: usize::MAX,
             max_stream_buffer: 1 << 31,

@@ -186,14 +186,6 @@ pub enum ConfigError {
     /// A size or count that must be positive is zero.
     #[error("{0} must be positive")]
     Zero(&'static str),
-    /// `max_stream_buffer` above `max_receive_buffer`.
-    #[error("max_stream_buffer ({stream}) must not exceed max_receive_buffer ({session})")]
-    StreamBufferAboveReceiveBuffer {
-        /// max_stream_buffer.
-        stream: usize,
-        /// max_receive_buffer.
-        session: usize,
-    },
     /// `max_stream_buffer` does not fit Go's `int32` window arithmetic.
     #[error("max_stream_buffer {0} exceeds i32::MAX")]
     StreamBufferTooLarge(usize),

@@ -144,9 +144,18 @@
 //! # Guarantees
 //!
 //! - Memory is bounded by the [`Config`] whatever the peer sends: unread data by
-//!   `max_receive_buffer` (plus one frame), unsent data by `max_send_buffer`, streams by
-//!   `max_streams`, the accept backlog by `accept_backlog`, queued control frames by a fixed
-//!   limit (beyond it [`wants_read`](Session::wants_read) pauses input).
+//!   `max_receive_buffer` (v1: plus one frame; v2: the windows granted are carved out of it,
+//!   plus a [`RECEIVE_WINDOW_FLOOR`] per stream and the 256 KiB initial window of new streams
+//!   the peer may use before our first UPD reaches it), unsent data by `max_send_buffer`,
+//!   streams by `max_streams`, unaccepted streams by `accept_backlog` (and, in v2, their data
+//!   by `max_receive_buffer`), queued control frames by a fixed limit. Beyond a limit,
+//!   [`wants_read`](Session::wants_read) pauses input and [`input_pause`](Session::input_pause)
+//!   says why.
+//! - Nothing is dropped silently: a peer's stream is refused (FIN, counted in
+//!   [`Stats::streams_refused`]) only at `max_streams`; a full accept backlog pauses input.
+//! - Version 2 never pauses input for the receive budget while the peer respects our windows,
+//!   so window updates are always read: two peers echoing on many streams cannot deadlock on
+//!   each other's buffers.
 //! - No input makes the session panic; invalid input ends it with [`ProtocolViolation`].
 //! - Data of one stream is never reordered, and its FIN follows its data. Control frames are
 //!   never queued behind more than a few hundred KiB of data.

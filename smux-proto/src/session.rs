@@ -70,6 +70,8 @@ pub struct Session {
     streams: HashMap<StreamId, Stream>,
     /// Peer-opened streams not accepted yet.
     backlog: VecDeque<StreamId>,
+    /// Unread bytes of the streams in the backlog.
+    backlog_buffered: usize,
     events: VecDeque<Event>,
     control: VecDeque<Control>,
     nop_queued: bool,
@@ -116,6 +118,7 @@ impl Session {
             ids: StreamIdAllocator::new(side),
             streams: HashMap::new(),
             backlog: VecDeque::new(),
+            backlog_buffered: 0,
             events: VecDeque::new(),
             control: VecDeque::new(),
             nop_queued: false,
@@ -195,12 +198,15 @@ impl Session {
 
     /// Why input is paused, if it is: in version 1 while the receive budget is used up (until
     /// the application reads; version 2 bounds it with windows instead and never pauses for
-    /// it), while `accept_backlog` streams wait to be accepted, while too many control frames
-    /// wait to be sent (until the transport takes them), and once the session ended.
+    /// it), while `accept_backlog` streams wait to be accepted or the streams waiting hold a
+    /// whole receive budget of data (until the application accepts), while too many control
+    /// frames wait to be sent (until the transport takes them), and once the session ended.
     pub fn input_pause(&self) -> Option<InputPause> {
         if self.is_closed() {
             Some(InputPause::Closed)
-        } else if self.backlog.len() >= self.config.accept_backlog {
+        } else if self.backlog.len() >= self.config.accept_backlog
+            || self.backlog_buffered >= self.config.max_receive_buffer
+        {
             Some(InputPause::AcceptBacklog)
         } else if self.control.len() >= CONTROL_QUEUE_LIMIT {
             Some(InputPause::ControlQueue)
@@ -221,11 +227,6 @@ impl Session {
             .iter()
             .map(|(&id, s)| s.snapshot(id, v2))
             .collect();
-        for id in &self.backlog {
-            if let Some(s) = streams.iter_mut().find(|s| s.id == *id) {
-                s.unaccepted = true;
-            }
-        }
         streams.sort_by_key(|s| s.id);
         SessionSnapshot {
             side: self.side,
@@ -374,6 +375,10 @@ impl Session {
     /// after [`close`](Self::close) the backlog is gone.
     pub fn accept_stream(&mut self) -> Option<StreamId> {
         let id = self.backlog.pop_front()?;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.unaccepted = false;
+            self.backlog_buffered -= stream.recv_len();
+        }
         self.stats.streams_accepted += 1;
         Some(id)
     }
@@ -513,8 +518,12 @@ impl Session {
         }
         self.state = State::Closing;
         for id in std::mem::take(&mut self.backlog) {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.unaccepted = false;
+            }
             self.release_stream(id);
         }
+        self.backlog_buffered = 0;
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
             self.finish_stream(id);
@@ -651,6 +660,9 @@ impl Session {
             return;
         }
         self.create_stream(id);
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.unaccepted = true;
+        }
         self.backlog.push_back(id);
         self.events.push_back(Event::StreamOpened { stream_id: id });
     }
@@ -702,6 +714,9 @@ impl Session {
             return Ok(());
         }
         self.recv_buffered += data.len();
+        if stream.unaccepted {
+            self.backlog_buffered += data.len();
+        }
         stream.push_recv(data);
         self.notify_readable(id);
         Ok(())
@@ -764,6 +779,10 @@ impl Session {
     /// owe the peer an UPD when Go would send one.
     fn on_consumed(&mut self, id: StreamId, n: usize) {
         self.recv_buffered -= n;
+        if self.streams.get(&id).is_some_and(|s| s.unaccepted) {
+            // Read by id before it was accepted (the core allows it).
+            self.backlog_buffered -= n;
+        }
         self.acknowledge(id, n);
     }
 
@@ -781,7 +800,7 @@ impl Session {
         let due = stream.recv_window.on_consumed(n);
         self.credit.consumed(n);
         if due && !stream.fin_received && !closed {
-            self.grant(id);
+            self.grant(id, true);
         }
     }
 
@@ -793,18 +812,29 @@ impl Session {
             self.config.version == Version::V2 && self.credit.opened(id, &stream.recv_window);
         self.streams.insert(id, stream);
         if shrink {
-            self.grant(id);
+            self.grant(id, false);
         }
     }
 
     /// Version 2: grants stream `id` a new window (its fair share of the receive budget, or
-    /// the floor once released) and owes the peer an UPD; when the budget falls short of the
-    /// fair share, shrinks the streams holding more than theirs.
-    fn grant(&mut self, id: StreamId) {
+    /// the floor once released) and owes the peer an UPD. With `reclaim` (the stream is being
+    /// read), when the budget falls short of the fair share, first shrinks the streams holding
+    /// more than theirs.
+    fn grant(&mut self, id: StreamId, reclaim: bool) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        let grant = self.credit.choose(id, &stream.recv_window);
+        let mut grant = self.credit.choose(id, &stream.recv_window);
+        if grant.short && reclaim && !stream.released {
+            self.reclaim(id, grant.fair);
+            let Some(stream) = self.streams.get(&id) else {
+                return;
+            };
+            grant = self.credit.choose(id, &stream.recv_window);
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
         let window = if stream.released {
             self.credit.floor()
         } else {
@@ -814,9 +844,6 @@ impl Session {
         if !stream.update_queued {
             stream.update_queued = true;
             self.control.push_back(Control::Upd(id));
-        }
-        if grant.short {
-            self.reclaim(id, grant.fair);
         }
     }
 
@@ -1142,7 +1169,8 @@ impl Session {
                 && stream.write_half == WriteHalf::FinQueued
                 && stream.send_len() == 0
             {
-                if let Some(stream) = self.streams.remove(&id) {
+                let stream = self.streams.remove(&id);
+                if let (Some(stream), Version::V2) = (stream, self.config.version) {
                     self.credit.removed(id, &stream.recv_window);
                 }
             }

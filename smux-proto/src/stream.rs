@@ -75,6 +75,8 @@ pub(crate) struct Stream {
     // Bookkeeping.
     /// The application gave the stream up: received data is dropped, the rest is sent.
     pub(crate) released: bool,
+    /// Opened by the peer and waiting in the accept backlog.
+    pub(crate) unaccepted: bool,
     /// In the scheduler's ready queue.
     pub(crate) scheduled: bool,
     /// An UPD for this stream waits in the control queue.
@@ -103,6 +105,7 @@ impl Stream {
             stall_deadline: None,
             peer_stopped_reading: false,
             released: false,
+            unaccepted: false,
             scheduled: false,
             update_queued: false,
         }
@@ -115,7 +118,7 @@ impl Stream {
             buffered_output: self.send_len,
             receive_window: v2.then(|| self.recv_window.snapshot()),
             send_window_available: v2.then(|| self.send_window.available()),
-            unaccepted: false,
+            unaccepted: self.unaccepted,
             fin_received: self.fin_received,
             finished: self.write_half != WriteHalf::Open,
             fin_transmitted: self.fin_transmitted,

@@ -10,6 +10,7 @@ use crate::{
     Config, Error, Event, Frame, FrameDecoder, ReadError, Session, Side, StreamId, Version,
 };
 
+mod credit;
 mod direct;
 mod flow_control;
 mod keepalive;
