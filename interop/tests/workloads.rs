@@ -498,7 +498,8 @@ fn human(n: usize) -> String {
 
 /// The (streams, size) pairs of a shape. Release builds go up to 4096 streams (1024 through
 /// the proxy, which costs four sockets per stream) and 4 MiB per stream; debug builds use
-/// smaller payloads and leave out the largest counts, for CI time.
+/// smaller payloads and fewer streams (no 4096 idle streams, no 64 x 1 MiB echo except the
+/// headline test), for CI time.
 fn sizes(shape: Shape) -> &'static [(usize, usize)] {
     const MIB: usize = 1 << 20;
     const KIB: usize = 1 << 10;
@@ -528,7 +529,9 @@ fn sizes(shape: Shape) -> &'static [(usize, usize)] {
             (4096, BURST_MAX),
         ],
         Shape::Idle if release => &[(16, 4 * MIB), (256, 4 * MIB), (4096, 4 * MIB)],
-        Shape::Idle => &[(16, MIB), (256, MIB), (4096, 256 * KIB)],
+        // 1024, not 4096: every exchange with our server costs time in proportion to the
+        // streams parked on it (a 4096-stream idle case takes about a minute in debug).
+        Shape::Idle => &[(16, MIB), (256, MIB), (1024, 256 * KIB)],
     }
 }
 
