@@ -25,6 +25,10 @@
 // bytes), and reads use odd buffer sizes too. -slow leaves one stream unread: the first stream
 // accepted is held and never read, and the first stream opened never reads its echo.
 //
+// -workload replaces the opener and the acceptor by one of the client workloads of workload.go
+// (request/response, a burst of pipelined opens, idle streams beside busy ones); -serial makes
+// the acceptor handle one stream at a time (see workload.go).
+//
 // The run ends when the opener is done and the peer ended the session (accept fails), or,
 // with -close, when the opener is done and -expect streams of the peer were echoed: then Go
 // closes the session itself. The last line on stdout is "summary key=value ..."; exit status 0
@@ -233,7 +237,11 @@ func main() {
 	if err != nil {
 		fail("session: %v", err)
 	}
-	run(sess)
+	if *workload != "" {
+		runWorkload(sess)
+	} else {
+		run(sess)
+	}
 	lc.linger(20 * time.Second)
 }
 
@@ -299,6 +307,21 @@ func run(sess *smux.Session) {
 				held = append(held, st)
 				heldMu.Unlock()
 				out("slow accepted %d", st.ID())
+				continue
+			}
+			if *serial {
+				// Handled to its end before the next accept (workload.go).
+				var err error
+				if *framed {
+					err = serveFramed(st)
+				} else {
+					err = echoStream(st)
+				}
+				if err != nil {
+					atomic.AddInt64(&echoFails, 1)
+					fmt.Fprintf(os.Stderr, "acceptor: stream %d: %v\n", st.ID(), err)
+				}
+				echoDone <- struct{}{}
 				continue
 			}
 			echoWG.Add(1)
@@ -515,7 +538,11 @@ func openEcho(sess *smux.Session, idx, size int) error {
 		werr <- writeAll(st, data, &p)
 	}()
 	h := fnv.New64a()
-	buf := make([]byte, 1<<20+8)
+	bufLen := 1<<20 + 8
+	if size+8 < bufLen {
+		bufLen = size + 8 // thousands of small streams: do not allocate 1 MiB each
+	}
+	buf := make([]byte, bufLen)
 	var rp pieces
 	rp.i = idx + 5
 	got := 0

@@ -224,6 +224,13 @@ impl GoPeer {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// A function giving the stderr received so far, usable after the handle moved (for a
+    /// stall report written while another task owns the peer).
+    pub fn stderr_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let stderr = self.stderr.clone();
+        move || stderr.lock().unwrap().clone()
+    }
+
     /// Waits for the next stdout line starting with `prefix` (the lines before it are kept
     /// in [`stdout`](Self::stdout)) and returns it.
     ///

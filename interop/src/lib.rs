@@ -7,12 +7,15 @@
 //! - [`payload`], [`checksum`], [`XorShift`]: deterministic test data and its FNV-1a checksum.
 //! - [`soak`]: the stream plans of the loss-free soak tests of `smux-tokio` and `smux-smol`
 //!   (which use this crate as a dev-dependency).
+//! - [`workload`]: buffer configurations, the progress counter and the stall report texts of
+//!   the workload matrix (`tests/workloads.rs`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod go;
 pub mod soak;
+pub mod workload;
 
 /// xorshift64: a tiny deterministic pseudo-random generator for sizes and payloads.
 #[derive(Debug, Clone)]

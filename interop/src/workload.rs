@@ -1,0 +1,260 @@
+//! Helpers of the workload matrix (`tests/workloads.rs`): the two buffer configurations, the
+//! progress counter the stall detector watches, and the texts a stall report is made of (a
+//! compact rendering of a [`SessionSnapshot`], a summary of a Go goroutine dump).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use smux_proto::{Config, SessionSnapshot, StreamSnapshot, Version};
+
+/// How long a case may go without moving a byte before it counts as stalled.
+pub const STALL: Duration = Duration::from_secs(10);
+
+/// The buffer sizes of both ends of a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffers {
+    /// Everything at its default (ours: [`Config::default`]; Go: `DefaultConfig()`).
+    Default,
+    /// Small buffers everywhere: receive budget 256 KiB, stream window 64 KiB, frames of
+    /// 4 KiB, send buffers of 128 KiB (16 KiB per stream), and (ours only; Go's is fixed at
+    /// 1024) an accept backlog of 128, so that bursts of opens fill it.
+    Small,
+}
+
+impl Buffers {
+    /// For case names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Buffers::Default => "default",
+            Buffers::Small => "small",
+        }
+    }
+
+    /// Our configuration.
+    pub fn config(self, version: Version) -> Config {
+        let config = Config {
+            version,
+            ..Config::default()
+        };
+        match self {
+            Buffers::Default => config,
+            Buffers::Small => Config {
+                max_receive_buffer: 256 * 1024,
+                max_stream_buffer: 64 * 1024,
+                max_frame_size: 4 * 1024,
+                max_send_buffer: 128 * 1024,
+                max_stream_send_buffer: 16 * 1024,
+                accept_backlog: 128,
+                ..config
+            },
+        }
+    }
+
+    /// The Go peer's flags for the same sizes.
+    pub fn go_args(self) -> Vec<String> {
+        let list: &[&str] = match self {
+            Buffers::Default => &[],
+            Buffers::Small => &[
+                "-max-receive-buffer",
+                "262144",
+                "-max-stream-buffer",
+                "65536",
+                "-max-frame",
+                "4096",
+            ],
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// Bytes moved by a case, as its own code counts them (every read and write of the test's
+/// endpoints adds to it). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts `n` bytes moved.
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes moved so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Most streams listed one by one in [`describe_snapshot`].
+const LISTED_STREAMS: usize = 24;
+
+/// A compact, readable rendering of a snapshot: the session's state, counts of streams by
+/// flag, and the first few streams that hold data or wait for something.
+pub fn describe_snapshot(s: &SessionSnapshot) -> String {
+    let mut out = String::new();
+    let pause = match s.input_pause {
+        Some(p) => format!("PAUSED: {p}"),
+        None => "reading".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "  {:?} v{}: input {pause}; closing={} error={:?}",
+        s.side,
+        s.version.as_u8(),
+        s.closing,
+        s.error.as_ref().map(ToString::to_string),
+    );
+    let _ = writeln!(
+        out,
+        "  buffered in={} out={} receive_credit={} accept_backlog={} queued_control={} \
+         queued_transmit={}",
+        s.buffered_input,
+        s.buffered_output,
+        s.receive_credit,
+        s.accept_backlog,
+        s.queued_control,
+        s.queued_transmit
+    );
+    let _ = writeln!(out, "  stats {:?}", s.stats);
+    let count = |f: fn(&StreamSnapshot) -> bool| s.streams.iter().filter(|t| f(t)).count();
+    let _ = writeln!(
+        out,
+        "  {} streams: read_blocked={} write_blocked={} send_window_0={} unaccepted={} \
+         fin_received={} finished={} fin_transmitted={} released={} send_stalled={} \
+         with_input={} with_output={}",
+        s.streams.len(),
+        count(|t| t.read_blocked),
+        count(|t| t.write_blocked),
+        count(|t| t.send_window_available == Some(0)),
+        count(|t| t.unaccepted),
+        count(|t| t.fin_received),
+        count(|t| t.finished),
+        count(|t| t.fin_transmitted),
+        count(|t| t.released),
+        count(|t| t.send_stalled),
+        count(|t| t.buffered_input > 0),
+        count(|t| t.buffered_output > 0),
+    );
+    let interesting = s.streams.iter().filter(|t| {
+        t.buffered_input > 0
+            || t.buffered_output > 0
+            || t.write_blocked
+            || t.send_window_available == Some(0)
+            || t.unaccepted
+    });
+    for (i, t) in interesting.enumerate() {
+        if i == LISTED_STREAMS {
+            let _ = writeln!(out, "  ... (first {LISTED_STREAMS} streams shown)");
+            break;
+        }
+        let _ = writeln!(out, "    {}", describe_stream(t));
+    }
+    out
+}
+
+fn describe_stream(t: &StreamSnapshot) -> String {
+    let mut line = format!(
+        "stream {}: in={} out={}",
+        t.id, t.buffered_input, t.buffered_output
+    );
+    if let Some(w) = t.receive_window {
+        let _ = write!(
+            line,
+            " recv(received={} consumed={} granted={} window={})",
+            w.received, w.consumed, w.granted, w.window
+        );
+    }
+    if let Some(a) = t.send_window_available {
+        let _ = write!(line, " send_window={a}");
+    }
+    for (flag, name) in [
+        (t.unaccepted, "unaccepted"),
+        (t.fin_received, "fin_received"),
+        (t.finished, "finished"),
+        (t.fin_transmitted, "fin_transmitted"),
+        (t.released, "released"),
+        (t.read_blocked, "read_blocked"),
+        (t.write_blocked, "write_blocked"),
+        (t.send_stalled, "send_stalled"),
+    ] {
+        if flag {
+            line.push(' ');
+            line.push_str(name);
+        }
+    }
+    line
+}
+
+/// Summarises a Go goroutine dump (what Go prints on SIGQUIT): goroutines counted by state and
+/// by their innermost frames in smux or in the peer program, most frequent first.
+pub fn summarize_goroutines(dump: &str) -> String {
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total = 0;
+    for block in dump.split("\n\n") {
+        let mut lines = block.lines().skip_while(|l| !l.starts_with("goroutine "));
+        let Some(header) = lines.next() else { continue };
+        total += 1;
+        let state = header
+            .split_once('[')
+            .and_then(|(_, rest)| rest.split(']').next())
+            .unwrap_or("?");
+        let frames: Vec<&str> = lines
+            .filter(|l| !l.starts_with('\t') && !l.starts_with("created by "))
+            .map(|l| l.rfind('(').map_or(l, |i| &l[..i]))
+            .filter(|f| f.contains("xtaci/smux") || f.starts_with("main."))
+            .take(2)
+            .collect();
+        *groups
+            .entry(format!("[{state}] {}", frames.join(" <- ")))
+            .or_default() += 1;
+    }
+    let mut sorted: Vec<_> = groups.into_iter().collect();
+    sorted.sort_by_key(|g| std::cmp::Reverse(g.1));
+    let mut out = format!("{total} goroutines:\n");
+    for (what, n) in sorted {
+        let _ = writeln!(out, "  {n:5} {what}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goroutines_are_grouped_by_state_and_smux_frames() {
+        let dump = "SIGQUIT: quit\nPC=0x0\n\n\
+            goroutine 1 [chan receive]:\nmain.run(0x1)\n\t/x/main.go:10 +0x1\n\n\
+            goroutine 7 [select]:\ngithub.com/xtaci/smux.(*Session).recvLoop(0x2)\n\t/s.go:1\n\n\
+            goroutine 8 [select]:\nruntime.gopark()\n\t/r.go:1\n\
+            github.com/xtaci/smux.(*Session).recvLoop(0x2)\n\t/s.go:1\n";
+        let summary = summarize_goroutines(dump);
+        assert!(summary.starts_with("3 goroutines:"), "{summary}");
+        assert!(
+            summary.contains("    2 [select] github.com/xtaci/smux.(*Session).recvLoop"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("    1 [chan receive] main.run"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn small_buffers_are_valid_and_smaller() {
+        for version in [Version::V1, Version::V2] {
+            let small = Buffers::Small.config(version);
+            small.validate().unwrap();
+            assert!(small.max_receive_buffer < Buffers::Default.config(version).max_receive_buffer);
+            assert_eq!(small.version, version);
+        }
+        assert_eq!(Buffers::Small.go_args().len(), 6);
+    }
+}
