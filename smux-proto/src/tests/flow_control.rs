@@ -245,3 +245,81 @@ fn v2_writer_stalled_after_peer_fin_fails_instead_of_hanging() {
     assert_eq!(pair.client.buffered_output(), 0, "stalled data is dropped");
     assert!(pair.client.error().is_none(), "only the stream fails");
 }
+
+/// A version 2 peer that finished a stream and then grants its window a few bytes at a time:
+/// every grant lets a frame out, the window shuts again and the stream stalls again. Each
+/// stall used to queue one more deadline (kept until it expired, 30 s later), so a peer
+/// sending small UPDs grew that queue by one entry per frame; a stream now holds one entry
+/// however often it stalls, and still fails a full timeout after its last stall.
+#[test]
+fn v2_repeated_stalls_after_peer_fin_keep_one_deadline_per_stream() {
+    const GRANTS: u32 = 10_000;
+    let config = Config {
+        version: Version::V2,
+        keep_alive_disabled: true,
+        ..Config::default()
+    };
+    let mut now = Pair::new(config.clone()).now;
+    let mut client = Session::new(Side::Client, config, now).unwrap();
+    let id = client.open_stream().unwrap();
+    let mut sent = 0u32;
+    let send = |client: &mut Session| {
+        let mut wire = BytesMut::new();
+        client.transmit_into(&mut wire);
+        frames(&wire, Version::V2)
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Psh { data, .. } => Some(data.len() as u32),
+                _ => None,
+            })
+            .sum::<u32>()
+    };
+    let input = |client: &mut Session, now: Instant, frame: Frame| {
+        let mut buf = BytesMut::new();
+        frame.encode(Version::V2, &mut buf).unwrap();
+        client.handle_input(now, &mut buf).unwrap();
+        assert!(buf.is_empty());
+    };
+    // Fill the initial window and the stream's send buffer; then the peer finishes.
+    let data = pattern(3, 2 * INITIAL_PEER_WINDOW as usize);
+    let mut queued = client.write(id, &data).unwrap();
+    sent += send(&mut client);
+    queued += client.write(id, &data[queued..]).unwrap();
+    assert!(
+        queued > sent as usize + GRANTS as usize,
+        "data stays queued"
+    );
+    input(&mut client, now, Frame::Fin { stream_id: id });
+    sent += send(&mut client);
+    assert_eq!(client.stall_queue_len(), 1, "stalled once");
+
+    // One byte of window at a time, each sent and stalled again.
+    for _ in 0..GRANTS {
+        now += Duration::from_micros(100);
+        let upd = Frame::Upd {
+            stream_id: id,
+            consumed: sent,
+            window: 1,
+        };
+        input(&mut client, now, upd);
+        assert_eq!(send(&mut client), 1);
+        sent += 1;
+    }
+    assert_eq!(client.stall_queue_len(), 1, "one deadline for the stream");
+
+    // The stream fails 30 s after its last stall, not after its first.
+    let last_stall = now;
+    client.handle_timeout(last_stall + Duration::from_secs(29));
+    assert!(!matches!(
+        client.write(id, b"x"),
+        Err(WriteError::PeerStoppedReading(_))
+    ));
+    assert_eq!(client.stall_queue_len(), 1, "requeued at its new deadline");
+    client.handle_timeout(last_stall + Duration::from_secs(31));
+    assert!(matches!(
+        client.write(id, b"x"),
+        Err(WriteError::PeerStoppedReading(_))
+    ));
+    assert_eq!(client.stall_queue_len(), 0);
+    assert_eq!(client.buffered_output(), 0, "stalled data is dropped");
+}
