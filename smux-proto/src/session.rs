@@ -1244,6 +1244,12 @@ impl Session {
         self.input_paused = !self.wants_read();
     }
 
+    /// Entries in the list of writers waiting for send budget (for tests).
+    #[cfg(test)]
+    pub(crate) fn send_waiter_count(&self) -> usize {
+        self.send_waiters.len()
+    }
+
     /// Entries in the queue of stall deadlines (for tests).
     #[cfg(test)]
     pub(crate) fn stall_queue_len(&self) -> usize {

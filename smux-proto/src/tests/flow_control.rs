@@ -323,3 +323,42 @@ fn v2_repeated_stalls_after_peer_fin_keep_one_deadline_per_stream() {
     assert_eq!(client.stall_queue_len(), 0);
     assert_eq!(client.buffered_output(), 0, "stalled data is dropped");
 }
+
+/// A writer blocked on the session send budget, retried over and over (every transport
+/// readiness wakes it in a driver), waits in the session's list once: the list used to grow
+/// by one entry per retry for as long as the budget stayed full. Once the budget frees, the
+/// writer is told once.
+#[test]
+fn a_writer_blocked_on_the_send_budget_waits_in_the_list_once() {
+    for version in [Version::V1, Version::V2] {
+        let budget = 64 * 1024;
+        let mut pair = Pair::new(Config {
+            version,
+            max_send_buffer: budget,
+            max_stream_send_buffer: budget,
+            ..Config::default()
+        });
+        let (a, _) = pair.open_client_stream();
+        let (b, _) = pair.open_client_stream();
+        // A fills the budget; nothing is transmitted meanwhile.
+        let data = pattern(5, budget);
+        assert_eq!(pair.client.write(a, &data).unwrap(), budget);
+        for _ in 0..100_000 {
+            assert!(matches!(
+                pair.client.write(b, b"x"),
+                Err(WriteError::Blocked)
+            ));
+        }
+        assert_eq!(pair.client.send_waiter_count(), 1, "{version:?}");
+        pair.take_client_events();
+        pair.drive();
+        let writable = pair
+            .take_client_events()
+            .iter()
+            .filter(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == b))
+            .count();
+        assert_eq!(writable, 1, "{version:?}: B told once");
+        assert_eq!(pair.client.send_waiter_count(), 0);
+        assert_eq!(pair.client.write(b, b"x").unwrap(), 1);
+    }
+}
