@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::{payload, XorShift};
 
-/// Streams opened concurrently in each round (below the default accept backlog of 1024, so
-/// none is refused).
+/// Streams opened concurrently in each round (below the default `max_streams`, so none is
+/// refused, and below the default accept backlog, so input never pauses for it).
 pub const STREAMS_PER_ROUND: usize = 1000;
 
 /// The largest request or reply: 256 KiB less the header, so that a whole request fits in the

@@ -223,7 +223,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     return Poll::Ready(result);
                 }
                 None => {
-                    if !self.drive(Some(cx.waker())) {
+                    if !self.drive(Some((waiter, cx.waker()))) {
                         return Poll::Pending;
                     }
                 }
@@ -281,9 +281,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// Drives the connection if no other task is doing it; otherwise makes sure the task that
-    /// is goes round again (and, with `waiter`, wakes the waiter when it is done). Returns
-    /// whether anything happened.
-    pub(crate) fn drive(&self, waiter: Option<&Waker>) -> bool {
+    /// is goes round again (and, with `waiter`, wakes the waiter when it is done; one entry
+    /// per waiter, whatever waker it brings). Returns whether anything happened.
+    pub(crate) fn drive(&self, waiter: Option<(Waiter, &Waker)>) -> bool {
         let mut progress = false;
         let mut waiting = false;
         self.again.store(true, Ordering::SeqCst);
@@ -294,8 +294,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Err(TryLockError::WouldBlock) => match waiter {
                     // Wait for the holder's turn to end; it might have ended just before the
                     // waker was registered, so try once more after registering.
-                    Some(w) if !waiting => {
-                        self.wakers.park_io(w);
+                    Some((who, w)) if !waiting => {
+                        self.wakers.park_io(who, w);
                         waiting = true;
                         continue;
                     }

@@ -11,7 +11,7 @@ use smux_proto::{Config, ConfigError, Error, OpenError, Session, SessionSnapshot
 use crate::driver::Driver;
 use crate::stream::MuxStream;
 use crate::timer::{NoTimer, Timer};
-use crate::wakers::Waiter;
+use crate::wakers::{Waiter, POLL_ACCEPT};
 
 /// The session error as an `io::Error`, with the smux error as its source.
 pub(crate) fn io_error(error: Error) -> io::Error {
@@ -104,14 +104,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
         Ok(MuxStream::new(self.shared.clone(), id))
     }
 
-    /// Waits for the next stream the peer opens.
+    /// Waits for the next stream the peer opens. Any number of tasks can wait at once; each
+    /// is woken when a stream arrives.
     pub async fn accept(&self) -> io::Result<MuxStream<T>> {
-        poll_fn(|cx| self.poll_accept(cx)).await
+        let registration = self.shared.wakers().register();
+        poll_fn(|cx| self.accept_as(cx, registration.waiter())).await
     }
 
     /// Polls for the next stream the peer opens.
+    ///
+    /// Only the waker of the most recent call is woken when a stream arrives (like the
+    /// `poll_*` methods of tokio's listeners): a task polling this replaces the waker an
+    /// earlier call left, whatever task it came from, so repeated polls cost no memory. Tasks
+    /// that accept concurrently should each use [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<MuxStream<T>>> {
-        let polled = self.shared.poll_op(cx, Waiter::Connection, |core| {
+        self.accept_as(cx, Waiter::Connection(POLL_ACCEPT))
+    }
+
+    fn accept_as(&self, cx: &Context<'_>, waiter: Waiter) -> Poll<io::Result<MuxStream<T>>> {
+        let polled = self.shared.poll_op(cx, waiter, |core| {
             if let Some(id) = core.session.accept_stream() {
                 return Poll::Ready(Ok(id));
             }
@@ -139,8 +150,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// reading going while nothing else polls. Returns `Ok(())` when the connection was closed
     /// by this side, and the error that ended it otherwise.
     pub async fn drive(&self) -> io::Result<()> {
+        let registration = self.shared.wakers().register();
         poll_fn(|cx| {
-            self.shared.poll_op(cx, Waiter::Connection, |core| {
+            self.shared.poll_op(cx, registration.waiter(), |core| {
                 if !core.session.is_closed() || !core.transport_closed() {
                     return Poll::Pending;
                 }

@@ -916,3 +916,174 @@ fn completed_and_dropped_waits_leave_no_parked_wakers() {
         );
     });
 }
+
+// ------------------------------------------------------------------------------------------------
+// Memory of waiting: one entry per waiter, however often it is polled, whatever its waker
+
+/// Polls made with a fresh waker each time (as some combinators and executors do): a blocked
+/// accept, drive, read and write each keep one parked entry (the latest waker), and the wake-up
+/// goes to that waker only. Before waiters were keyed by who waits, the accept and drive
+/// waiters were deduplicated by `will_wake` alone and kept every distinct waker.
+#[test]
+fn repolls_with_fresh_wakers_keep_one_entry_per_waiter() {
+    within(10, || {
+        const POLLS: usize = 1000;
+        let client_config = MuxConfig {
+            max_send_buffer: 64 * 1024,
+            max_stream_send_buffer: 64 * 1024,
+            ..config(Version::V1)
+        };
+        let (client, server, client_end, _server_end) = linked(client_config, config(Version::V1));
+
+        // Accept and drive, each a single future polled POLLS times with fresh wakers.
+        let mut accept = Box::pin(server.accept());
+        let mut drive = Box::pin(server.drive());
+        let mut accept_counters = Vec::new();
+        for _ in 0..POLLS {
+            let (counter, waker) = counting();
+            assert!(poll_once(accept.as_mut(), &waker).is_pending());
+            accept_counters.push(counter);
+            let (_, waker) = counting();
+            assert!(poll_once(drive.as_mut(), &waker).is_pending());
+        }
+        assert_eq!(server.parked_count(), 2, "one accept and one drive entry");
+
+        // The latest accept waker, and no earlier one, is woken when a stream arrives.
+        let mut s = block_on(client.connect()).unwrap();
+        block_on(async {
+            s.write_all(b"x").await.unwrap();
+            s.flush().await.unwrap();
+        });
+        let (last, earlier) = accept_counters.split_last().unwrap();
+        assert_eq!(last.count(), 1, "the latest waker is woken");
+        assert!(earlier.iter().all(|c| c.count() == 0));
+        let (_, waker) = counting();
+        let mut t = match poll_once(accept.as_mut(), &waker) {
+            Poll::Ready(Ok(t)) => t,
+            other => panic!("accept: {other:?}"),
+        };
+        drop(accept);
+        drop(drive);
+        assert_eq!(server.parked_count(), 0, "dropped futures left nothing");
+
+        // A blocked read, polled with fresh wakers.
+        let mut buf = [0u8; 8];
+        let (_, waker) = counting();
+        assert!(matches!(
+            poll_read_once(&mut t, &mut buf, &waker),
+            Poll::Ready(Ok(1))
+        ));
+        let mut read_counters = Vec::new();
+        for _ in 0..POLLS {
+            let (counter, waker) = counting();
+            assert!(poll_read_once(&mut t, &mut buf, &waker).is_pending());
+            read_counters.push(counter);
+        }
+        assert_eq!(server.parked_count(), 1);
+
+        // A write blocked on the session send budget (the transport stalled), polled with
+        // fresh wakers.
+        client_end.stall(true);
+        let big = vec![7u8; 64 * 1024];
+        let mut written = 0;
+        let mut write_counters = Vec::new();
+        for _ in 0..POLLS {
+            let (counter, waker) = counting();
+            match Pin::new(&mut s).poll_write(&mut Context::from_waker(&waker), &big) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Pending => write_counters.push(counter),
+                Poll::Ready(Err(e)) => panic!("write: {e}"),
+            }
+        }
+        assert!(
+            write_counters.len() >= POLLS - 16,
+            "the writer blocked ({written} bytes taken)"
+        );
+        assert_eq!(client.parked_count(), 1, "one write entry");
+
+        // Unstalled, the writer's latest waker is woken (and no earlier one); once the data
+        // is pushed out, the reader's.
+        client_end.stall(false);
+        let (last, earlier) = write_counters.split_last().unwrap();
+        assert_eq!(last.count(), 1, "the latest writer waker is woken");
+        assert!(earlier.iter().all(|c| c.count() == 0));
+        block_on(s.flush()).unwrap();
+        let (last, earlier) = read_counters.split_last().unwrap();
+        assert!(last.count() >= 1, "the latest reader waker is woken");
+        assert!(earlier.iter().all(|c| c.count() == 0));
+        let (_, waker) = counting();
+        assert!(matches!(
+            poll_read_once(&mut t, &mut buf, &waker),
+            Poll::Ready(Ok(8))
+        ));
+    });
+}
+
+/// Accept and drive futures polled once each (with wakers of their own, as tasks spawned one
+/// after another would) and then dropped leave no waker behind, however many there were; live
+/// ones keep one entry each, and each of them is woken when a stream arrives.
+#[test]
+fn dropped_connection_waiters_leave_no_wakers() {
+    within(10, || {
+        let (client, server) = pair(Version::V2);
+        for _ in 0..1000 {
+            let (_, waker) = counting();
+            let mut accept = Box::pin(server.accept());
+            assert!(poll_once(accept.as_mut(), &waker).is_pending());
+            let mut drive = Box::pin(client.drive());
+            assert!(poll_once(drive.as_mut(), &waker).is_pending());
+        }
+        assert_eq!(server.parked_count(), 0);
+        assert_eq!(client.parked_count(), 0);
+
+        // Ten live accept futures, each re-polled with fresh wakers: ten entries.
+        let mut accepts: Vec<_> = (0..10).map(|_| Box::pin(server.accept())).collect();
+        let mut latest = Vec::new();
+        for round in 0..50 {
+            latest.clear();
+            for accept in &mut accepts {
+                let (counter, waker) = counting();
+                assert!(poll_once(accept.as_mut(), &waker).is_pending(), "{round}");
+                latest.push(counter);
+            }
+        }
+        assert_eq!(server.parked_count(), 10);
+        // Connecting sends the SYN at once; the server's transport wakes its waiters.
+        let _s = block_on(client.connect()).unwrap();
+        assert!(
+            latest.iter().all(|c| c.count() == 1),
+            "every live waiter woken"
+        );
+        drop(accepts);
+        assert_eq!(server.parked_count(), 0);
+    });
+}
+
+/// `poll_accept` has no future to hold an identity: its callers share one entry, the latest
+/// waker.
+#[test]
+fn poll_accept_keeps_the_latest_waker_only() {
+    within(10, || {
+        let (client, server) = pair(Version::V1);
+        let mut counters = Vec::new();
+        for _ in 0..1000 {
+            let (counter, waker) = counting();
+            assert!(server
+                .poll_accept(&mut Context::from_waker(&waker))
+                .is_pending());
+            counters.push(counter);
+        }
+        assert_eq!(server.parked_count(), 1);
+        // Connecting sends the SYN at once; the server's transport wakes its waiters.
+        let _s = block_on(client.connect()).unwrap();
+        let (last, earlier) = counters.split_last().unwrap();
+        assert_eq!(last.count(), 1);
+        assert!(earlier.iter().all(|c| c.count() == 0));
+        let (_, waker) = counting();
+        assert!(matches!(
+            server.poll_accept(&mut Context::from_waker(&waker)),
+            Poll::Ready(Ok(_))
+        ));
+        assert_eq!(server.parked_count(), 0);
+    });
+}

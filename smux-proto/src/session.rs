@@ -19,7 +19,7 @@ use crate::event::{Event, Stats};
 use crate::frame::{Cmd, Frame, FrameDecoder, Version};
 use crate::schedule::ReadyQueue;
 use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
-use crate::stream::{Stream, WriteHalf};
+use crate::stream::{Stall, Stream, WriteHalf};
 use crate::stream_id::{Side, StreamId, StreamIdAllocator};
 
 /// Frames are moved from stream queues into the transmit queue until it holds this much, so a
@@ -98,7 +98,10 @@ pub struct Session {
     next_keepalive: Instant,
     /// Streams whose FIN sits in the transmit queue.
     fins_in_outbox: Vec<StreamId>,
-    /// Version 2 streams waiting for window after the peer's FIN, in deadline order.
+    /// Version 2 streams waiting for window after the peer's FIN, in deadline order; a
+    /// stream is in it once (see `Stall`), with the deadline it had when queued:
+    /// one that stalled again since is queued again at its new deadline when the old one
+    /// comes, so a peer granting a few bytes at a time cannot grow this per frame.
     stall_deadlines: VecDeque<(Instant, StreamId)>,
     stats: Stats,
 }
@@ -739,8 +742,8 @@ impl Session {
                 consumed: e.consumed,
                 sent: e.sent,
             })?;
-        if stream.send_window.available() > 0 {
-            stream.stall_deadline = None;
+        if stream.send_window.available() > 0 && matches!(stream.stall, Stall::Stalled(_)) {
+            stream.stall = Stall::Reopened;
         }
         self.schedule(id);
         Ok(())
@@ -1134,23 +1137,38 @@ impl Session {
             if stream.fin_received
                 && stream.send_len() > 0
                 && stream.send_window.available() == 0
-                && stream.stall_deadline.is_none()
+                && !matches!(stream.stall, Stall::Stalled(_))
             {
                 let deadline = now + timeout;
-                stream.stall_deadline = Some(deadline);
-                self.stall_deadlines.push_back((deadline, id));
+                if stream.stall == Stall::Clear {
+                    self.stall_deadlines.push_back((deadline, id));
+                }
+                stream.stall = Stall::Stalled(deadline);
             }
         }
     }
 
+    /// The queued stall deadline `deadline` of stream `id` has come.
     fn expire_stall(&mut self, id: StreamId, deadline: Instant) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.stall_deadline != Some(deadline) {
-            return; // The window opened meanwhile.
+        match stream.stall {
+            Stall::Stalled(current) if current == deadline => {}
+            Stall::Stalled(later) => {
+                // The window opened and the stream stalled again: wait for the new deadline.
+                // It is older than the deadlines queued after the stream stalled again, so it
+                // goes before them.
+                let at = self.stall_deadlines.partition_point(|&(d, _)| d <= later);
+                self.stall_deadlines.insert(at, (later, id));
+                return;
+            }
+            Stall::Reopened | Stall::Clear => {
+                stream.stall = Stall::Clear;
+                return;
+            }
         }
-        stream.stall_deadline = None;
+        stream.stall = Stall::Clear;
         stream.peer_stopped_reading = true;
         let dropped = stream.discard_send();
         self.events
@@ -1225,6 +1243,18 @@ impl Session {
             self.last_input = self.last_input.max(now);
         }
         self.input_paused = !self.wants_read();
+    }
+
+    /// Entries in the list of writers waiting for send budget (for tests).
+    #[cfg(test)]
+    pub(crate) fn send_waiter_count(&self) -> usize {
+        self.send_waiters.len()
+    }
+
+    /// Entries in the queue of stall deadlines (for tests).
+    #[cfg(test)]
+    pub(crate) fn stall_queue_len(&self) -> usize {
+        self.stall_deadlines.len()
     }
 
     #[cfg(test)]

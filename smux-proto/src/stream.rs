@@ -39,6 +39,21 @@ fn free_if_empty(queue: &mut VecDeque<Bytes>, tail: &mut BytesMut) {
     }
 }
 
+/// A version 2 stream waiting for window after the peer's FIN (a Go peer that closed a stream
+/// never grants it window again): writes fail at a deadline. The session queues a stream's
+/// deadline once, whatever happens to the window meanwhile, so the state also says whether an
+/// entry of the stream is queued (as small as an `Option<Instant>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// Not stalled; nothing queued.
+    Clear,
+    /// Stalled until this deadline; an entry is queued (at this deadline, or at an earlier one
+    /// if the stream stalled again after its window opened).
+    Stalled(Instant),
+    /// The window opened; an earlier entry is still queued (ignored when it comes).
+    Reopened,
+}
+
 #[derive(Debug)]
 pub(crate) struct Stream {
     // Receive half.
@@ -66,9 +81,9 @@ pub(crate) struct Stream {
     pub(crate) awaits_send_budget: bool,
     /// The FIN was handed to the transport.
     pub(crate) fin_transmitted: bool,
-    /// Version 2: the peer finished the stream and the window is shut; writes fail when this
-    /// deadline passes without an UPD.
-    pub(crate) stall_deadline: Option<Instant>,
+    /// Version 2: whether the stream waits for window after the peer's FIN (writes fail at the
+    /// deadline) and whether it is in the session's queue of stall deadlines.
+    pub(crate) stall: Stall,
     /// The stalled data was discarded; writes fail.
     pub(crate) peer_stopped_reading: bool,
 
@@ -102,7 +117,7 @@ impl Stream {
             flush_wanted: false,
             awaits_send_budget: false,
             fin_transmitted: false,
-            stall_deadline: None,
+            stall: Stall::Clear,
             peer_stopped_reading: false,
             released: false,
             unaccepted: false,
@@ -125,7 +140,7 @@ impl Stream {
             released: self.released,
             read_blocked: self.read_blocked,
             write_blocked: self.write_blocked,
-            send_stalled: self.stall_deadline.is_some(),
+            send_stalled: matches!(self.stall, Stall::Stalled(_)),
         }
     }
 

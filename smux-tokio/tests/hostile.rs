@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smux_tokio::proto::{Cmd, Error as SmuxError, ProtocolViolation};
-use smux_tokio::{Mux, MuxConfig, MuxStream, Side, StreamId, Version};
+use smux_tokio::{InputPause, Mux, MuxConfig, MuxStream, Side, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -768,13 +768,132 @@ fn spawn_fin_counter(mut reader: tokio::net::tcp::OwnedReadHalf) -> JoinHandle<V
     })
 }
 
-/// 200k SYNs with accept_backlog 16 and max_streams 32 while nobody accepts: the first 16 wait
-/// in the backlog, every other one is refused with FIN and counted, the stream table never
-/// grows beyond the limits, RSS stays flat, and accepting works afterwards.
+/// Samples `mux.stream_count()` every millisecond into `peak` until `done`.
+fn spawn_stream_table_sampler(
+    mux: TcpMux,
+    done: Arc<AtomicBool>,
+    peak: Arc<AtomicUsize>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !done.load(Ordering::Relaxed) {
+            peak.fetch_max(mux.stream_count(), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+}
+
+/// 200k SYNs with accept_backlog 16 (max_streams at its default, far above the backlog) while
+/// nobody accepts: once 16 streams wait, our side stops reading the transport
+/// (`InputPause::AcceptBacklog`), so the flooding peer's writes stall; nothing is refused, the
+/// stream table holds exactly the backlog, RSS stays flat and a healthy pair alongside keeps
+/// working. Accepting then resumes input: every one of the 200k streams is accepted, in order,
+/// and none is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn syn_flood_is_refused_and_bounded() {
+async fn syn_flood_pauses_at_the_accept_backlog() {
     const FLOOD: u32 = 200_000;
     const BACKLOG: usize = 16;
+    let _serial = SERIAL.lock().await;
+    for version in VERSIONS {
+        let v = ver(version);
+        let healthy = Healthy::start(version).await;
+        let cfg = MuxConfig {
+            accept_backlog: BACKLOG,
+            ..config(version)
+        };
+        assert!(cfg.max_streams > 2 * BACKLOG);
+        let (ours, raw, kernel) = tcp_pair_with(true).await;
+        let mux = Mux::server(ours, cfg).unwrap();
+        let (reader, writer) = raw.into_split();
+        let fins = spawn_fin_counter(reader);
+        let mut wire = Vec::with_capacity(FLOOD as usize * 8);
+        for i in 0..FLOOD {
+            wire.extend(frame(v, SYN, 1 + 2 * i, &[]));
+        }
+        let total = wire.len();
+        let rss_before = rss_bytes();
+
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let sampler = spawn_stream_table_sampler(mux.clone(), done.clone(), peak.clone());
+        // A task polling the mux, as an application's drive task would; it accepts nothing.
+        let driver = tokio::spawn({
+            let mux = mux.clone();
+            async move { mux.drive().await }
+        });
+        let (written, writer) = spawn_counting_writer(writer, wire);
+        // Input taken while the backlog is full: one transport read (the rest of it waits in
+        // the session), the kernel buffers, and 64 KiB of slack for kernel accounting.
+        let bound = (64 * 1024 + 8) + kernel + 64 * 1024;
+        let settled = settles_below(&written, bound, "SYN flood, nobody accepting").await;
+        done.store(true, Ordering::Relaxed);
+        sampler.await.unwrap();
+        let rss_growth = rss_bytes().saturating_sub(rss_before);
+        let snap = mux.snapshot();
+        println!(
+            "{version:?}: nobody accepting, the flooding peer stalled after {settled} of {total} \
+             bytes (bound {bound}); stream table peak {}, RSS growth {} KiB, input pause {:?}",
+            peak.load(Ordering::Relaxed),
+            rss_growth / 1024,
+            snap.input_pause,
+        );
+        assert!(settled < total);
+        assert_eq!(snap.input_pause, Some(InputPause::AcceptBacklog));
+        assert_eq!(snap.accept_backlog, BACKLOG);
+        assert_eq!(snap.streams.len(), BACKLOG);
+        assert!(snap.streams.iter().all(|s| s.unaccepted));
+        assert_eq!(peak.load(Ordering::Relaxed), BACKLOG);
+        assert_eq!(mux.stream_count(), BACKLOG);
+        assert_eq!(snap.stats.streams_refused, 0);
+        assert_eq!(snap.stats.streams_accepted, 0);
+        assert!(snap.stats.frames_in < u64::from(FLOOD));
+        assert!(!mux.is_closed());
+        // The paused session takes next to nothing (the margin covers allocator noise and the
+        // healthy pair, which kept echoing meanwhile).
+        assert!(rss_growth < 16 << 20, "RSS grew by {rss_growth} bytes");
+
+        // Accepting resumes input: every stream arrives, in order, and none is refused. The
+        // stream table holds the backlog plus the one stream we hold at a time.
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let sampler = spawn_stream_table_sampler(mux.clone(), done.clone(), peak.clone());
+        within("accepting the whole flood", async {
+            for i in 0..FLOOD {
+                let s = mux.accept().await.unwrap();
+                assert_eq!(s.id(), StreamId::new(1 + 2 * i));
+            }
+        })
+        .await;
+        let mut writer = within("writer", writer).await.unwrap();
+        done.store(true, Ordering::Relaxed);
+        sampler.await.unwrap();
+        assert!(peak.load(Ordering::Relaxed) <= BACKLOG + 1);
+        let stats = mux.stats();
+        assert_eq!(stats.streams_accepted, u64::from(FLOOD));
+        assert_eq!(stats.streams_refused, 0);
+        assert_eq!(stats.frames_in, u64::from(FLOOD));
+        assert_eq!(mux.snapshot().input_pause, None);
+
+        // Dropping the accepted streams finished them: the peer sees a FIN for each, and for
+        // nothing else.
+        writer.shutdown().await.unwrap();
+        let err = within("drive", driver).await.unwrap().unwrap_err();
+        assert!(matches!(smux_error(err), SmuxError::PeerClosed));
+        let frames = within("fin counter", fins).await.unwrap();
+        let fin_count = frames.iter().filter(|&&(cmd, _)| cmd == FIN).count();
+        assert_eq!(fin_count as u64, u64::from(FLOOD));
+        healthy.finish().await;
+    }
+}
+
+/// 200k SYNs with max_streams 32 and accept_backlog 64 (so the backlog never fills) while
+/// nobody accepts: the first 32 wait to be accepted, every other one is refused at
+/// max_streams with FIN and counted in `streams_refused`, the stream table never grows beyond
+/// max_streams, RSS stays flat, and accepting works afterwards. With the table full of
+/// accepted streams further SYNs are refused too, until dropping streams frees slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syn_flood_beyond_max_streams_is_refused_and_counted() {
+    const FLOOD: u32 = 200_000;
+    const BACKLOG: usize = 64;
     const MAX_STREAMS: usize = 32;
     let _serial = SERIAL.lock().await;
     for version in VERSIONS {
@@ -792,16 +911,8 @@ async fn syn_flood_is_refused_and_bounded() {
 
         // The flood, written in 64 KiB bursts; meanwhile a task samples the stream table.
         let done = Arc::new(AtomicBool::new(false));
-        let max_seen = Arc::new(AtomicUsize::new(0));
-        let sampler = tokio::spawn({
-            let (mux, done, max_seen) = (mux.clone(), done.clone(), max_seen.clone());
-            async move {
-                while !done.load(Ordering::Relaxed) {
-                    max_seen.fetch_max(mux.stream_count(), Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        });
+        let peak = Arc::new(AtomicUsize::new(0));
+        let sampler = spawn_stream_table_sampler(mux.clone(), done.clone(), peak.clone());
         // A task polling the mux, as an application's accept loop or drive task would; it
         // accepts nothing.
         let driver = tokio::spawn({
@@ -819,7 +930,7 @@ async fn syn_flood_is_refused_and_bounded() {
             }
         }
         // All refusals counted once the last SYN was processed.
-        let refused = u64::from(FLOOD) - BACKLOG as u64;
+        let refused = u64::from(FLOOD) - MAX_STREAMS as u64;
         within("refusals", async {
             while mux.stats().streams_refused < refused {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -831,22 +942,24 @@ async fn syn_flood_is_refused_and_bounded() {
         let rss_growth = rss_bytes().saturating_sub(rss_before);
         println!(
             "{version:?}: {FLOOD} SYNs: stream table peak {}, RSS growth {} KiB",
-            max_seen.load(Ordering::Relaxed),
+            peak.load(Ordering::Relaxed),
             rss_growth / 1024
         );
-        assert!(max_seen.load(Ordering::Relaxed) <= BACKLOG);
-        assert_eq!(mux.stream_count(), BACKLOG);
-        let stats = mux.stats();
-        assert_eq!(stats.streams_refused, refused);
-        assert_eq!(stats.streams_accepted, 0);
-        assert_eq!(stats.frames_in, u64::from(FLOOD));
+        assert!(peak.load(Ordering::Relaxed) <= MAX_STREAMS);
+        assert_eq!(mux.stream_count(), MAX_STREAMS);
+        let snap = mux.snapshot();
+        assert_eq!(snap.accept_backlog, MAX_STREAMS);
+        assert_eq!(snap.input_pause, None);
+        assert_eq!(snap.stats.streams_refused, refused);
+        assert_eq!(snap.stats.streams_accepted, 0);
+        assert_eq!(snap.stats.frames_in, u64::from(FLOOD));
         // 200k unbounded streams would take tens of MiB; the bounded session takes next to
         // nothing (the margin covers allocator noise and the healthy pair).
         assert!(rss_growth < 24 << 20, "RSS grew by {rss_growth} bytes");
 
-        // The backlog holds the first 16 streams; they work.
+        // The first 32 streams wait to be accepted; they work.
         let mut kept = Vec::new();
-        for i in 0..BACKLOG as u32 {
+        for i in 0..MAX_STREAMS as u32 {
             let sid = 1 + 2 * i;
             let mut s = within("accept", mux.accept()).await.unwrap();
             assert_eq!(s.id(), StreamId::new(sid));
@@ -859,25 +972,22 @@ async fn syn_flood_is_refused_and_bounded() {
             assert_eq!(got, format!("s{sid}").as_bytes());
             kept.push(s);
         }
-        // 16 open: 100 more SYNs fill the table up to max_streams (32); 84 are refused.
+        // The table is full of accepted streams: 100 more SYNs are all refused.
         let mut more = Vec::new();
         for i in 0..100 {
             more.extend(frame(v, SYN, 1_000_001 + 2 * i, &[]));
         }
         writer.write_all(&more).await.unwrap();
-        let mut extra = Vec::new();
-        for _ in 0..MAX_STREAMS - BACKLOG {
-            extra.push(within("accept", mux.accept()).await.unwrap());
-        }
         within("refusals", async {
-            while mux.stats().streams_refused < refused + 84 {
+            while mux.stats().streams_refused < refused + 100 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await;
         assert_eq!(mux.stream_count(), MAX_STREAMS);
+        assert_eq!(mux.snapshot().accept_backlog, 0);
         // Dropping streams frees their slots: the next SYN is accepted again.
-        extra.clear();
+        kept.truncate(MAX_STREAMS / 2);
         writer
             .write_all(&frame(v, SYN, 2_000_001, &[]))
             .await
@@ -885,10 +995,10 @@ async fn syn_flood_is_refused_and_bounded() {
         let s = within("accept after drop", mux.accept()).await.unwrap();
         assert_eq!(s.id(), StreamId::new(2_000_001));
         let stats = mux.stats();
-        assert_eq!(stats.streams_refused, refused + 84);
+        assert_eq!(stats.streams_refused, refused + 100);
         assert_eq!(stats.streams_accepted, MAX_STREAMS as u64 + 1);
 
-        // The peer saw a FIN for every refused stream.
+        // The peer saw a FIN for every refused stream of the flood.
         drop((s, kept));
         writer.shutdown().await.unwrap();
         assert_eq!(
@@ -902,26 +1012,34 @@ async fn syn_flood_is_refused_and_bounded() {
         let frames = within("fin counter", fins).await.unwrap();
         let refused_fins = frames
             .iter()
-            .filter(|&&(cmd, sid)| cmd == FIN && (sid > 2 * BACKLOG as u32 && sid < 2 * FLOOD))
+            .filter(|&&(cmd, sid)| cmd == FIN && (sid > 2 * MAX_STREAMS as u32 && sid < 2 * FLOOD))
             .count();
         assert_eq!(refused_fins as u64, refused);
+        let later_fins = frames
+            .iter()
+            .filter(|&&(cmd, sid)| cmd == FIN && (1_000_001..1_000_201).contains(&sid))
+            .count();
+        assert_eq!(later_fins, 100);
         healthy.finish().await;
     }
 }
 
-/// A SYN flood from a peer that never reads our refusals: each refused SYN queues an 8-byte
-/// FIN for the peer, so once the transport stops taking them our side must stop reading (the
-/// peer's writes stall) instead of queueing FINs without end.
+/// A SYN flood beyond max_streams (4, with accept_backlog 8 so the backlog never fills) from a
+/// peer that never reads our refusals: each refused SYN queues an 8-byte FIN for the peer, so
+/// once the transport stops taking them our side must stop reading
+/// (`InputPause::ControlQueue`: the peer's writes stall) instead of queueing FINs without end.
+/// Once the peer reads, the flood resumes and every refusal is sent and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syn_flood_without_reading_stalls_the_peer() {
     const FLOOD: u32 = 250_000;
+    const MAX_STREAMS: usize = 4;
     let _serial = SERIAL.lock().await;
     for version in VERSIONS {
         let v = ver(version);
         let healthy = Healthy::start(version).await;
         let cfg = MuxConfig {
-            accept_backlog: 4,
-            max_streams: 8,
+            accept_backlog: 2 * MAX_STREAMS,
+            max_streams: MAX_STREAMS,
             ..config(version)
         };
         let (ours, raw, kernel) = tcp_pair_with(true).await;
@@ -942,31 +1060,41 @@ async fn syn_flood_without_reading_stalls_the_peer() {
         // kernel buffers of both directions, and 64 KiB of slack for kernel accounting.
         let bound = (64 * 1024 + 8) + 4096 * 8 + 256 * 1024 + kernel + 64 * 1024;
         let settled = settles_below(&written, bound, "SYN flood without reading").await;
-        let refused = mux.stats().streams_refused;
+        let snap = mux.snapshot();
+        let refused = snap.stats.streams_refused;
         println!(
             "{version:?}: the flooding peer stalled after {settled} of {total} bytes, \
-             {refused} refused (bound {bound})"
+             {refused} refused (bound {bound}), input pause {:?}",
+            snap.input_pause
         );
         assert!(settled < total);
+        assert_eq!(snap.input_pause, Some(InputPause::ControlQueue));
+        assert_eq!(snap.streams.len(), MAX_STREAMS);
+        assert!(refused > 0);
         assert!(refused * 8 <= bound as u64);
+        assert_eq!(snap.stats.streams_accepted, 0);
 
-        // The peer reads its FINs: the flood resumes and every SYN is answered.
+        // The peer reads its FINs: the flood resumes and every SYN beyond max_streams is
+        // answered.
         let fins = spawn_fin_counter(reader);
         let mut writer = within("writer", writer).await.unwrap();
+        let all_refused = u64::from(FLOOD) - MAX_STREAMS as u64;
         within("refusals", async {
-            while mux.stats().streams_refused < u64::from(FLOOD) - 4 {
+            while mux.stats().streams_refused < all_refused {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await;
+        assert_eq!(mux.stream_count(), MAX_STREAMS);
         writer.shutdown().await.unwrap();
         let err = within("drive", driver).await.unwrap().unwrap_err();
         assert!(matches!(smux_error(err), SmuxError::PeerClosed));
         let frames = within("fin counter", fins).await.unwrap();
         assert_eq!(
             frames.iter().filter(|&&(cmd, _)| cmd == FIN).count() as u64,
-            u64::from(FLOOD) - 4
+            all_refused
         );
+        assert_eq!(mux.stats().streams_refused, all_refused);
         healthy.finish().await;
     }
 }

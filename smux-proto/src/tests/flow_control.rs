@@ -274,4 +274,120 @@ fn a_blocked_writer_waits_once_however_often_it_retries() {
         .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == b)));
     assert_eq!(pair.client.send_waiter_count(), 0);
     assert_eq!(pair.client.write(b, b"x").unwrap(), 1);
+
+/// A version 2 peer that finished a stream and then grants its window a few bytes at a time:
+/// every grant lets a frame out, the window shuts again and the stream stalls again. Each
+/// stall used to queue one more deadline (kept until it expired, 30 s later), so a peer
+/// sending small UPDs grew that queue by one entry per frame; a stream now holds one entry
+/// however often it stalls, and still fails a full timeout after its last stall.
+#[test]
+fn v2_repeated_stalls_after_peer_fin_keep_one_deadline_per_stream() {
+    const GRANTS: u32 = 10_000;
+    let config = Config {
+        version: Version::V2,
+        keep_alive_disabled: true,
+        ..Config::default()
+    };
+    let mut now = Pair::new(config.clone()).now;
+    let mut client = Session::new(Side::Client, config, now).unwrap();
+    let id = client.open_stream().unwrap();
+    let mut sent = 0u32;
+    let send = |client: &mut Session| {
+        let mut wire = BytesMut::new();
+        client.transmit_into(&mut wire);
+        frames(&wire, Version::V2)
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Psh { data, .. } => Some(data.len() as u32),
+                _ => None,
+            })
+            .sum::<u32>()
+    };
+    let input = |client: &mut Session, now: Instant, frame: Frame| {
+        let mut buf = BytesMut::new();
+        frame.encode(Version::V2, &mut buf).unwrap();
+        client.handle_input(now, &mut buf).unwrap();
+        assert!(buf.is_empty());
+    };
+    // Fill the initial window and the stream's send buffer; then the peer finishes.
+    let data = pattern(3, 2 * INITIAL_PEER_WINDOW as usize);
+    let mut queued = client.write(id, &data).unwrap();
+    sent += send(&mut client);
+    queued += client.write(id, &data[queued..]).unwrap();
+    assert!(
+        queued > sent as usize + GRANTS as usize,
+        "data stays queued"
+    );
+    input(&mut client, now, Frame::Fin { stream_id: id });
+    sent += send(&mut client);
+    assert_eq!(client.stall_queue_len(), 1, "stalled once");
+
+    // One byte of window at a time, each sent and stalled again.
+    for _ in 0..GRANTS {
+        now += Duration::from_micros(100);
+        let upd = Frame::Upd {
+            stream_id: id,
+            consumed: sent,
+            window: 1,
+        };
+        input(&mut client, now, upd);
+        assert_eq!(send(&mut client), 1);
+        sent += 1;
+    }
+    assert_eq!(client.stall_queue_len(), 1, "one deadline for the stream");
+
+    // The stream fails 30 s after its last stall, not after its first.
+    let last_stall = now;
+    client.handle_timeout(last_stall + Duration::from_secs(29));
+    assert!(!matches!(
+        client.write(id, b"x"),
+        Err(WriteError::PeerStoppedReading(_))
+    ));
+    assert_eq!(client.stall_queue_len(), 1, "requeued at its new deadline");
+    client.handle_timeout(last_stall + Duration::from_secs(31));
+    assert!(matches!(
+        client.write(id, b"x"),
+        Err(WriteError::PeerStoppedReading(_))
+    ));
+    assert_eq!(client.stall_queue_len(), 0);
+    assert_eq!(client.buffered_output(), 0, "stalled data is dropped");
+}
+
+/// A writer blocked on the session send budget, retried over and over (every transport
+/// readiness wakes it in a driver), waits in the session's list once: the list used to grow
+/// by one entry per retry for as long as the budget stayed full. Once the budget frees, the
+/// writer is told once.
+#[test]
+fn a_writer_blocked_on_the_send_budget_waits_in_the_list_once() {
+    for version in [Version::V1, Version::V2] {
+        let budget = 64 * 1024;
+        let mut pair = Pair::new(Config {
+            version,
+            max_send_buffer: budget,
+            max_stream_send_buffer: budget,
+            ..Config::default()
+        });
+        let (a, _) = pair.open_client_stream();
+        let (b, _) = pair.open_client_stream();
+        // A fills the budget; nothing is transmitted meanwhile.
+        let data = pattern(5, budget);
+        assert_eq!(pair.client.write(a, &data).unwrap(), budget);
+        for _ in 0..100_000 {
+            assert!(matches!(
+                pair.client.write(b, b"x"),
+                Err(WriteError::Blocked)
+            ));
+        }
+        assert_eq!(pair.client.send_waiter_count(), 1, "{version:?}");
+        pair.take_client_events();
+        pair.drive();
+        let writable = pair
+            .take_client_events()
+            .iter()
+            .filter(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == b))
+            .count();
+        assert_eq!(writable, 1, "{version:?}: B told once");
+        assert_eq!(pair.client.send_waiter_count(), 0);
+        assert_eq!(pair.client.write(b, b"x").unwrap(), 1);
+    }
 }
