@@ -274,6 +274,7 @@ fn a_blocked_writer_waits_once_however_often_it_retries() {
         .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == b)));
     assert_eq!(pair.client.send_waiter_count(), 0);
     assert_eq!(pair.client.write(b, b"x").unwrap(), 1);
+}
 
 /// A version 2 peer that finished a stream and then grants its window a few bytes at a time:
 /// every grant lets a frame out, the window shuts again and the stream stalls again. Each
