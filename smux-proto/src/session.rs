@@ -1258,11 +1258,6 @@ impl Session {
     }
 
     #[cfg(test)]
-    pub(crate) fn send_waiter_count(&self) -> usize {
-        self.send_waiters.len()
-    }
-
-    #[cfg(test)]
     pub(crate) fn set_last_stream_id(&mut self, last: u32) {
         self.ids = StreamIdAllocator::starting_after(self.side, last);
     }

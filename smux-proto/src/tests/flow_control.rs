@@ -246,36 +246,6 @@ fn v2_writer_stalled_after_peer_fin_fails_instead_of_hanging() {
     assert!(pair.client.error().is_none(), "only the stream fails");
 }
 
-/// A writer blocked on the session send budget waits in the list once, however often it
-/// retries (each retry used to add an entry: memory grew with every poll).
-#[test]
-fn a_blocked_writer_waits_once_however_often_it_retries() {
-    let mut pair = Pair::new(Config {
-        max_send_buffer: 64 * 1024,
-        max_stream_send_buffer: 64 * 1024,
-        ..Config::default()
-    });
-    let (a, _) = pair.open_client_stream();
-    let (b, _) = pair.open_client_stream();
-    // Fill the session budget without transmitting.
-    assert_eq!(pair.client.write(a, &[1u8; 64 * 1024]).unwrap(), 64 * 1024);
-    for _ in 0..10_000 {
-        assert!(matches!(
-            pair.client.write(b, b"x"),
-            Err(crate::WriteError::Blocked)
-        ));
-    }
-    assert_eq!(pair.client.send_waiter_count(), 1);
-    // Once the budget frees, the writer is told and may write again.
-    pair.drive();
-    assert!(pair
-        .take_client_events()
-        .iter()
-        .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == b)));
-    assert_eq!(pair.client.send_waiter_count(), 0);
-    assert_eq!(pair.client.write(b, b"x").unwrap(), 1);
-}
-
 /// A version 2 peer that finished a stream and then grants its window a few bytes at a time:
 /// every grant lets a frame out, the window shuts again and the stream stalls again. Each
 /// stall used to queue one more deadline (kept until it expired, 30 s later), so a peer
