@@ -153,12 +153,17 @@ impl Wakers {
         }
     }
 
-    /// Forgets the slots of a stream that is gone.
+    /// Forgets the slots of a stream that is gone, including a wait for the drive to end that
+    /// its reader or writer left (nobody polls for it any more).
     pub(crate) fn forget_stream(&self, id: StreamId) {
         let mut parked = self.lock();
-        if !parked.streams.is_empty() {
-            parked.streams.remove(&Slot::Read(id));
-            parked.streams.remove(&Slot::Write(id));
+        for slot in [Slot::Read(id), Slot::Write(id)] {
+            if !parked.streams.is_empty() {
+                parked.streams.remove(&slot);
+            }
+            if !parked.io.is_empty() {
+                parked.io.remove(&Waiter::Stream(slot));
+            }
         }
     }
 
@@ -273,5 +278,31 @@ mod tests {
         assert_eq!(last.0.load(Ordering::SeqCst), 1);
         assert!(earlier.iter().all(|c| c.0.load(Ordering::SeqCst) == 0));
         assert_eq!(gone.0.load(Ordering::SeqCst), 0);
+    }
+
+    /// A stream that is dropped while its reader and writer wait for another task's drive
+    /// leaves nothing parked, and its stale wakers are not woken when the drive ends.
+    #[test]
+    fn forgetting_a_stream_takes_its_io_waits_along() {
+        let wakers = Wakers::default();
+        let (gone, w) = counting();
+        for id in 1..=100 {
+            let id = StreamId::new(id);
+            wakers.park_waiter(Waiter::Stream(Slot::Read(id)), &w);
+            wakers.park_io(Waiter::Stream(Slot::Read(id)), &w);
+            wakers.park_io(Waiter::Stream(Slot::Write(id)), &w);
+        }
+        let (kept, k) = counting();
+        wakers.park_io(Waiter::Stream(Slot::Read(StreamId::new(1000))), &k);
+        assert_eq!(wakers.parked_count(), 301);
+        for id in 1..=100 {
+            wakers.forget_stream(StreamId::new(id));
+        }
+        assert_eq!(wakers.parked_count(), 1);
+        let mut out = Vec::new();
+        wakers.take_io(&mut out);
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(gone.0.load(Ordering::SeqCst), 0);
+        assert_eq!(kept.0.load(Ordering::SeqCst), 1);
     }
 }
