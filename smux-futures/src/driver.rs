@@ -416,8 +416,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut progress = false;
         {
             let mut core = lock(&self.core);
-            if std::mem::take(&mut core.input_paused) && !io.eof && core.session.wants_read() {
-                // Input resumes: first the frames left in the buffer when it paused; the
+            let was_paused = std::mem::take(&mut core.input_paused);
+            if (was_paused || !io.read_buf.buf().is_empty()) && !io.eof && core.session.wants_read()
+            {
+                // First the frames left in the buffer when input paused (or when the last
+                // read of a turn was fed to a session that then stopped wanting input): the
                 // transport may have nothing more to give for a long time.
                 progress = core.feed(io.read_buf.buf(), false);
             }
@@ -469,7 +472,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             lock(&self.core).feed(io.read_buf.buf(), false);
             progress = true;
         }
-        // Still readable after many reads: come back soon, without hogging this task.
+        // Still readable after many reads: come back soon, without hogging this task. If the
+        // last read paused the session, the operation that lifts the pause must drive: frames
+        // may be waiting in the buffer and the transport was not left registered.
+        let mut core = lock(&self.core);
+        if !core.session.wants_read() {
+            core.input_paused = !core.session.is_closed();
+        }
+        drop(core);
         cx.waker().wake_by_ref();
         progress
     }
