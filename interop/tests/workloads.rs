@@ -662,6 +662,12 @@ fn known_open_bug(case: &Case, name: &str) -> Option<&'static str> {
         // proxy 16x1MiB and 256x64KiB, idle 16..4096 with 4 MiB busy (small buffers).
         return Some("our v2 client's shared-budget windows stall a Go v2 echo server");
     }
+    if case.shape == Shape::Echo && case.streams >= 4096 && case.buffers == Buffers::Small {
+        // Intermittent (about 1 run in 10 in debug, tokio both ends or our client with Go):
+        // everything is echoed, one stream has its FIN in and out and nothing buffered, and
+        // its task is never polled again. The same lost wake-up as on smol below.
+        return Some("intermittent lost wake-up at a stream's end (driver wake scheme)");
+    }
     if name.contains("smol<->smol")
         && matches!(case.shape, Shape::Echo | Shape::Proxy | Shape::Idle)
     {
