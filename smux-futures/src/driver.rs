@@ -241,12 +241,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
         let mut io = self.io.try_lock().ok()?;
         if !io.out.is_empty() || io.closed {
+            drop(io);
+            self.drive_if_asked();
             return None;
         }
-        let write = lock(&self.core)
-            .session
-            .begin_direct_write(id, data.len())
-            .ok()??;
+        let begun = lock(&self.core).session.begin_direct_write(id, data.len());
+        let Ok(Some(write)) = begun else {
+            drop(io);
+            self.drive_if_asked();
+            return None;
+        };
         let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
         let n = write.slices(data, &mut slices);
         let mut cx = Context::from_waker(&self.fan_out);
@@ -273,11 +277,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
         drop(io);
         if accepted == 0 {
+            self.drive_if_asked();
             return None;
         }
         // Flush, and send the rest of a frame the transport took only part of.
         self.drive(None);
         Some(accepted)
+    }
+
+    /// After holding the I/O lock outside [`drive`](Self::drive): a task that wanted to drive
+    /// meanwhile found it taken and left it to the holder (`again`, and maybe an I/O wait), so
+    /// the holder drives now, or that task would wait for nothing.
+    fn drive_if_asked(&self) {
+        if self.again.load(Ordering::SeqCst) {
+            self.drive(None);
+        }
     }
 
     /// Drives the connection if no other task is doing it; otherwise makes sure the task that
