@@ -662,22 +662,6 @@ fn known_open_bug(case: &Case, name: &str) -> Option<&'static str> {
         // proxy 16x1MiB and 256x64KiB, idle 16..4096 with 4 MiB busy (small buffers).
         return Some("our v2 client's shared-budget windows stall a Go v2 echo server");
     }
-    if case.shape == Shape::Echo && case.streams >= 4096 && case.buffers == Buffers::Small {
-        // Intermittent (about 1 run in 10 in debug, tokio both ends or our client with Go):
-        // everything is echoed, one stream has its FIN in and out and nothing buffered, and
-        // its task is never polled again. The same lost wake-up as on smol below.
-        return Some("intermittent lost wake-up at a stream's end (driver wake scheme)");
-    }
-    if name.contains("smol<->smol")
-        && matches!(case.shape, Shape::Echo | Shape::Proxy | Shape::Idle)
-    {
-        // Intermittent: a stream's FIN (or the last bytes) arrives, the snapshot shows it
-        // readable, and the reading task is never polled again (seen in idle 16x4MiB and
-        // 256x4MiB, echo 64x1MiB and 4096x4KiB, proxy 256x64KiB, small and default buffers).
-        // A lost wake-up in the smux-futures driver under smol's executor, to be fixed with
-        // the wake scheme of issue 11.
-        return Some("intermittent lost wake-up with smol (driver wake scheme)");
-    }
     None
 }
 

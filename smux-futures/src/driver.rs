@@ -54,6 +54,10 @@ pub(crate) struct Core {
     input_paused: bool,
     /// Nothing taken from the session is waiting in the driver (unwritten or unflushed).
     out_idle: bool,
+    /// Streams whose flush (or close) found their own data handed over but the driver's output
+    /// not yet written and flushed: no session event will wake them, the drive that empties
+    /// the output does.
+    flush_waiters: Vec<StreamId>,
     /// The transport was closed (after the session ended).
     transport_closed: bool,
 }
@@ -68,6 +72,13 @@ impl Core {
     /// Whether output is fully handed to the transport and flushed.
     pub(crate) fn output_flushed(&self) -> bool {
         !self.session.wants_write() && self.out_idle
+    }
+
+    /// Stream `id` waits until [`output_flushed`](Self::output_flushed) (once per stream).
+    pub(crate) fn wait_output_flushed(&mut self, id: StreamId) {
+        if !self.flush_waiters.contains(&id) {
+            self.flush_waiters.push(id);
+        }
     }
 
     /// Whether the session ended with an error (not by closing): what was still to be
@@ -163,6 +174,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 sleep: None,
                 input_paused: false,
                 out_idle: true,
+                flush_waiters: Vec::new(),
                 transport_closed: false,
             }),
             io: Mutex::new(Io {
@@ -371,6 +383,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut core = lock(&self.core);
         core.out_idle = io.out.is_empty() && !io.needs_flush;
         core.transport_closed = io.closed;
+        if !core.flush_waiters.is_empty() && (core.output_flushed() || core.failed()) {
+            for id in std::mem::take(&mut core.flush_waiters) {
+                self.wakers.take(Slot::Write(id), wake);
+            }
+        }
         progress
     }
 

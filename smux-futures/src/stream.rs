@@ -107,9 +107,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
                     // After the session failed, `Ok(true)` means the FIN had been handed over
                     // (what the driver still held was dropped with the transport).
                     Ok(true) if core.output_flushed() || core.failed() => Poll::Ready(Ok(())),
-                    Ok(_) => {
+                    Ok(flushed) => {
                         if let Some(e) = core.session.error() {
                             return Poll::Ready(Err(io_error(e.clone())));
+                        }
+                        if flushed {
+                            // The session has nothing of ours left: only the driver's output
+                            // is, and its end raises no session event.
+                            core.wait_output_flushed(id);
                         }
                         Poll::Pending
                     }
