@@ -572,7 +572,7 @@ fn run_cases<E: Env>(cases: &[Case]) {
             eprintln!("case {name}: NOT RUN: known Go smux 1.5.16 deadlock: {reason}");
             continue;
         }
-        if let Some(reason) = known_open_bug(case, &name) {
+        if let Some(reason) = known_open_bug(case) {
             eprintln!("case {name}: NOT RUN: open bug of ours: {reason}");
             continue;
         }
@@ -647,7 +647,7 @@ fn known_go_deadlock(case: &Case) -> Option<&'static str> {
 /// Cases that fail because of bugs of ours that are not fixed yet. They are listed in the
 /// output as not run, with the reason; they do not count as passing, and each entry here is an
 /// open bug (see CHANGELOG and the closing note of issue 10). Remove an entry with its fix.
-fn known_open_bug(case: &Case, name: &str) -> Option<&'static str> {
+fn known_open_bug(case: &Case) -> Option<&'static str> {
     if case.peer == Peer::GoServer
         && case.version == Version::V2
         && matches!(case.shape, Shape::Echo | Shape::Proxy | Shape::Idle)
