@@ -836,13 +836,20 @@ impl Session {
             };
             grant = self.credit.choose(id, &stream.recv_window, true);
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        let window = if stream.released {
+        let released = self.streams.get(&id).is_some_and(|s| s.released);
+        let window = if released {
             self.credit.floor()
         } else {
             grant.window
+        };
+        self.set_window(id, window);
+    }
+
+    /// Grants `window` to stream `id` and owes the peer an UPD carrying it (one, however many
+    /// grants come before it goes out).
+    fn set_window(&mut self, id: StreamId, window: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
         };
         self.credit.grant(id, &mut stream.recv_window, window);
         if !stream.update_queued {
@@ -857,7 +864,7 @@ impl Session {
             if id == except {
                 continue;
             }
-            let Some(stream) = self.streams.get_mut(&id) else {
+            let Some(stream) = self.streams.get(&id) else {
                 continue;
             };
             let window = if self.credit.is_idle(&stream.recv_window) {
@@ -867,11 +874,7 @@ impl Session {
             } else {
                 continue;
             };
-            self.credit.grant(id, &mut stream.recv_window, window);
-            if !stream.update_queued {
-                stream.update_queued = true;
-                self.control.push_back(Control::Upd(id));
-            }
+            self.set_window(id, window);
         }
     }
 
