@@ -10,11 +10,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use smux_proto::{
-    Config, Event, Frame, FrameDecoder, Session, Side, StreamId, Version, INITIAL_PEER_WINDOW,
-};
+use smux_proto::{Config, Event, Frame, FrameDecoder, Session, Side, StreamId, Version};
 
-use crate::shared::{set_limits, window_bounds, Rng};
+use crate::shared::{reply_cap, set_limits, window_bounds, Rng};
 
 fn config(byte: u8) -> Config {
     let mut c = Config {
@@ -60,7 +58,7 @@ fn check(s: &Session, max_payload: usize, taken: usize) {
         assert!(recv < c.max_receive_buffer + max_payload, "{recv}");
     } else {
         let (_, cap) = window_bounds(c);
-        let widest = cap.max(INITIAL_PEER_WINDOW) as usize;
+        let widest = cap.max(reply_cap(c)) as usize;
         assert!(recv <= s.stream_count() * widest, "{recv}");
     }
     assert!(

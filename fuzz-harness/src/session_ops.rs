@@ -29,7 +29,7 @@ use smux_proto::{
     WriteError, BUSY_RECEIVE_WINDOW_FLOOR, DIRECT_FRAMES, INITIAL_PEER_WINDOW,
 };
 
-use crate::shared::{set_limits, window_bounds};
+use crate::shared::{reply_cap, set_limits, window_bounds};
 
 /// A `session_ops` input: a configuration byte and the operations to apply.
 #[derive(Arbitrary, Debug)]
@@ -146,16 +146,21 @@ fn config(byte: u8) -> Config {
 
 /// Version 2: what session `s` may buffer, from the wire (its peer `writer` is honest).
 /// Windows are carved out of the budget, except that every live stream may always get the
-/// floor, and a stream whose window was shrunk before any read (its first UPD says nothing
+/// floor, a stream whose window was shrunk before any read (its first UPD says nothing
 /// consumed, or none was seen yet) may have received the initial window before the writer
-/// saw the shrink.
+/// saw the shrink, and a stream keeps room for the replies to what this end wrote on it.
 fn v2_input_bound(s: &Session, tracks: &HashMap<(usize, StreamId), Track>, writer: usize) -> usize {
     let c = s.config();
     let (_, cap) = window_bounds(c);
     let busy_floor = BUSY_RECEIVE_WINDOW_FLOOR.min(cap);
+    let replies = reply_cap(c) as u64;
     let mut bound = c.max_receive_buffer;
     for stream in s.snapshot().streams.iter().filter(|st| !st.released) {
         bound += busy_floor as usize;
+        // Room for the peer's replies: at most what this end wrote.
+        if let Some(own) = tracks.get(&(1 - writer, stream.id)) {
+            bound += own.written.min(replies) as usize;
+        }
         let first = tracks
             .get(&(writer, stream.id))
             .and_then(|t| t.wire.updates.first());
@@ -468,6 +473,7 @@ impl World {
                         assert_eq!(b, pattern(w, stream_id, o), "{stream_id}: wrong byte {o}");
                     }
                     wire.sent += data.len() as u64;
+                    let sent = wire.sent;
                     if version == Version::V2 {
                         let (consumed, window) = wire.known_window(input_used);
                         let inflight = wire.sent - u64::from(consumed);
@@ -475,6 +481,24 @@ impl World {
                             inflight <= u64::from(window),
                             "{stream_id}: {inflight} bytes in flight, window {window}"
                         );
+                        // Room for replies: the latest UPD `w` sent on the stream before this
+                        // data lets the peer answer all of it (up to the cap), unless `w` will
+                        // receive nothing more.
+                        let back = self.tracks.entry((r, stream_id)).or_default();
+                        if back.finished_at.is_none() && !back.reader_released {
+                            let (c, win) = back
+                                .wire
+                                .updates
+                                .last()
+                                .map_or((0, INITIAL_PEER_WINDOW), |&(_, c, win)| (c, win));
+                            let granted = u64::from(c) + u64::from(win);
+                            let cap = u64::from(reply_cap(self.ends[w].s.config()));
+                            assert!(
+                                granted >= sent.min(u64::from(c) + cap),
+                                "{stream_id}: {sent} bytes sent before room to answer them \
+                                 ({granted} granted)"
+                            );
+                        }
                     }
                 }
                 Frame::Fin { stream_id } => {
@@ -492,10 +516,16 @@ impl World {
                     window,
                 } => {
                     // About the data end `w` reads, which end `r` writes: a share of the
-                    // receive budget, never below the floor nor above the cap.
+                    // receive budget, never below the floor nor above the cap, except as room
+                    // for replies (at most what `w` wrote and did not read back).
+                    let own_written = self.tracks.get(&(w, stream_id)).map_or(0, |t| t.written);
+                    let replies = own_written
+                        .saturating_sub(u64::from(consumed))
+                        .min(u64::from(reply_cap(self.ends[w].s.config())));
+                    let widest = cap.max(replies as u32);
                     assert!(
-                        (floor..=cap).contains(&window),
-                        "{stream_id}: UPD window {window} outside [{floor}, {cap}]"
+                        (floor..=widest).contains(&window),
+                        "{stream_id}: UPD window {window} outside [{floor}, {widest}]"
                     );
                     let track = self.tracks.entry((r, stream_id)).or_default();
                     // The consumed count when the grant was decided: at most what was read,

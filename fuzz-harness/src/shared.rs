@@ -1,6 +1,6 @@
 //! Pieces the targets share: a tiny deterministic generator and the small-limit configs.
 
-use smux_proto::{Config, RECEIVE_WINDOW_FLOOR};
+use smux_proto::{Config, INITIAL_PEER_WINDOW, RECEIVE_WINDOW_FLOOR};
 
 /// xorshift32: reproducible schedules and chunk sizes drawn from the fuzzer's input.
 pub(crate) struct Rng(pub(crate) u32);
@@ -49,4 +49,10 @@ pub(crate) fn set_limits(c: &mut Config, limits: [usize; 7]) {
 pub(crate) fn window_bounds(c: &Config) -> (u32, u32) {
     let cap = c.max_stream_buffer.min(c.max_receive_buffer) as u32;
     (RECEIVE_WINDOW_FLOOR.min(cap), cap)
+}
+
+/// Version 2: the most room for replies a stream of a session with config `c` keeps (a window
+/// wider than the cap, never more than the stream's own unanswered writes).
+pub(crate) fn reply_cap(c: &Config) -> u32 {
+    (c.max_stream_buffer as u32).max(INITIAL_PEER_WINDOW)
 }

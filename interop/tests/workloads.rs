@@ -572,10 +572,6 @@ fn run_cases<E: Env>(cases: &[Case]) {
             eprintln!("case {name}: NOT RUN: known Go smux 1.5.16 deadlock: {reason}");
             continue;
         }
-        if let Some(reason) = known_open_bug(case) {
-            eprintln!("case {name}: NOT RUN: open bug of ours: {reason}");
-            continue;
-        }
         let case_started = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_case::<E>(*case, &name)));
         match result {
@@ -628,39 +624,6 @@ fn known_go_deadlock(case: &Case) -> Option<&'static str> {
         // -serial -framed` against `go-peer -mode client -workload burst -streams 4096
         // -openers 16` hangs in both versions (64 openers also hang).
         return Some("Go's reader holds streamLock while blocked on its full accept backlog");
-    }
-    if case.peer == Peer::GoServer
-        && case.shape == Shape::Echo
-        && case.version == Version::V2
-        && case.buffers == Buffers::Small
-        && case.streams * case.size > 16 << 20
-    {
-        // Go's receive path pauses when MaxReceiveBuffer (here 256 KiB) is used up, even in
-        // version 2, while its echo writers, blocked on the peer's window, hold what they read;
-        // the window updates that would unblock them are never read. Go to Go with these
-        // buffers: `-streams 64 -sizes 1048576 -odd -close` hangs (16 streams pass).
-        return Some("Go's reader pauses on its 256 KiB receive buffer in version 2");
-    }
-    None
-}
-
-/// Cases that fail because of bugs of ours that are not fixed yet. They are listed in the
-/// output as not run, with the reason; they do not count as passing, and each entry here is an
-/// open bug (see CHANGELOG and the closing note of issue 10). Remove an entry with its fix.
-fn known_open_bug(case: &Case) -> Option<&'static str> {
-    if case.peer == Peer::GoServer
-        && case.version == Version::V2
-        && matches!(case.shape, Shape::Echo | Shape::Proxy | Shape::Idle)
-        && case.streams >= 16
-    {
-        // Our v2 windows are fair shares of the receive budget (64 KiB at least while a
-        // stream is read), smaller than the fixed 1 MiB windows before; a Go echo server's
-        // writers then wait for our UPDs while Go's reader is paused on its full
-        // MaxReceiveBuffer (Go pauses input in version 2 too), and Go never reads the UPDs.
-        // Go to Go passes these sizes; our client with 1 MiB windows passed 256 x 1 MiB.
-        // Stalled: echo 64x1MiB and 256x64KiB, proxy 256x64KiB (default buffers); echo and
-        // proxy 16x1MiB and 256x64KiB, idle 16..4096 with 4 MiB busy (small buffers).
-        return Some("our v2 client's shared-budget windows stall a Go v2 echo server");
     }
     None
 }

@@ -72,6 +72,9 @@ pub struct Config {
     /// streams that are busy receiving), up to this, and never below
     /// [`RECEIVE_WINDOW_FLOOR`](crate::RECEIVE_WINDOW_FLOOR) (16 KiB, or this if smaller).
     /// A value above `max_receive_buffer` is allowed and means "no cap below the budget".
+    /// It also caps a stream's room for replies (never below 256 KiB): its window always
+    /// covers what this side sent on it and has not read back, so a peer that stops reading
+    /// its input (Go does when its buffer is full) can still answer everything it holds.
     /// Default: 4 MiB (Go: a fixed 64 KiB window per stream).
     pub max_stream_buffer: usize,
     /// Bytes written and not yet framed, all streams together. Default: 4 MiB.

@@ -11,6 +11,9 @@
 //!   Go's default window ([`BUSY_FLOOR`]), so no stream ever starves behind the others, whatever
 //!   they hold, and a Go peer's writers wait for us no more than for another Go peer.
 //!
+//! - a stream's window always covers what we sent on it and have not read back yet, up to
+//!   a cap (`max_stream_buffer`, at least the initial window) (see below).
+//!
 //! So, while the peer respects our windows, unread data never exceeds the budget by more than
 //! those, and input never has to pause: window updates from the peer are always read, and a
 //! writer waiting for one is never stuck behind our own unread data (the deadlock that pausing
@@ -21,6 +24,16 @@
 //! take the whole budget, many busy streams share it, and when a grant finds the budget short,
 //! streams that received nothing for two epochs (an epoch ends each time a budget's worth of
 //! data was consumed) are shrunk to the floor and the others to their fair share.
+//!
+//! Room for replies: a Go peer stops reading its input while its receive buffer is full, in
+//! version 2 too. If its streams then hold data their readers will answer (an echo, a proxy,
+//! a request/response server) while their writers wait for our window, they wait for ever: the
+//! UPDs that would let them go on sit in the input Go no longer reads. So a stream's window
+//! never drops below what we sent on it and have not read back, and before a PSH goes out
+//! whose bytes it does not cover, an UPD that covers them goes first, on the same connection:
+//! whatever Go read of ours, it also read the room to answer it. That room is the one part of
+//! the windows that is not carved out of the budget: the peer can only fill it with as many
+//! bytes as we sent it, and never more than `reply_cap` per stream.
 
 use std::collections::HashSet;
 
@@ -45,6 +58,8 @@ pub(crate) struct Credit {
     cap: u32,
     floor: u32,
     busy_floor: u32,
+    /// The most room for replies one stream keeps.
+    reply_cap: u32,
     /// Sum of every live stream's [`RecvWindow::reserved`].
     reserved: u64,
     /// Streams whose latest grant is wider than the floor.
@@ -71,6 +86,9 @@ impl Credit {
             cap,
             floor: FLOOR.min(cap),
             busy_floor: BUSY_FLOOR.min(cap),
+            reply_cap: u32::try_from(max_stream_buffer)
+                .unwrap_or(u32::MAX)
+                .max(INITIAL_PEER_WINDOW),
             reserved: 0,
             wide: HashSet::new(),
             epoch: 0,
@@ -117,16 +135,28 @@ impl Credit {
         self.epoch.wrapping_sub(window.active_epoch) >= 2
     }
 
+    /// The window stream `window` needs so that the peer can answer the `sent` bytes we sent
+    /// on it (everything we have not read back, up to the cap).
+    pub(crate) fn reply_room(&self, window: &RecvWindow, sent: u64) -> u32 {
+        window.unanswered(sent).min(u64::from(self.reply_cap)) as u32
+    }
+
     /// The window a grant to stream `id` should carry now: its fair share, within what the
     /// budget has left (never below the floor; with `busy`, the stream is being read, never
-    /// below the busy floor).
-    pub(crate) fn choose(&self, id: StreamId, window: &RecvWindow, busy: bool) -> Grant {
+    /// below the busy floor), and never below `replies` (its room for replies).
+    pub(crate) fn choose(
+        &self,
+        id: StreamId,
+        window: &RecvWindow,
+        busy: bool,
+        replies: u32,
+    ) -> Grant {
         let sharers = self.wide.len() + usize::from(!self.wide.contains(&id));
         let fair = (self.budget / sharers as u64).clamp(u64::from(self.floor), u64::from(self.cap));
         let others = self.reserved - window.reserved().min(self.reserved);
         let room = self.budget.saturating_sub(others);
         let floor = if busy { self.busy_floor } else { self.floor };
-        let chosen = fair.min(room).max(u64::from(floor));
+        let chosen = fair.min(room).max(u64::from(floor.max(replies)));
         Grant {
             window: chosen as u32,
             short: room < fair,
@@ -181,14 +211,14 @@ mod tests {
         let id = StreamId::new(1);
         let mut w = RecvWindow::new(0);
         assert!(!c.opened(id, &w));
-        let g = c.choose(id, &w, true);
+        let g = c.choose(id, &w, true, 0);
         assert_eq!(g.window, 4 * MIB as u32);
         assert!(!g.short);
         c.grant(id, &mut w, g.window);
         assert_eq!(c.reserved(), 4 * MIB as u64);
         let capped = Credit::new(4 * MIB, MIB);
         assert_eq!(
-            capped.choose(id, &RecvWindow::new(0), true).window,
+            capped.choose(id, &RecvWindow::new(0), true, 0).window,
             MIB as u32
         );
     }
@@ -206,12 +236,12 @@ mod tests {
         let id = StreamId::new(99);
         let w = RecvWindow::new(0);
         assert!(c.opened(id, &w), "the 17th does not");
-        let g = c.choose(id, &w, false);
+        let g = c.choose(id, &w, false, 0);
         assert_eq!(g.window, FLOOR);
         assert!(g.short);
         // Every one granted its share: the sum stays within the budget (plus floors).
         for (id, w) in &mut windows {
-            let g = c.choose(*id, w, true);
+            let g = c.choose(*id, w, true, 0);
             c.grant(*id, w, g.window);
         }
         assert!(c.reserved() <= 4 * MIB as u64 + 17 * u64::from(BUSY_FLOOR));

@@ -148,7 +148,9 @@ impl Session {
         if let Some(window) = self.send_window_available(stream_id) {
             n = n.min(window);
         }
-        if n == 0 {
+        if n == 0 || self.lacks_reply_room(stream_id, n) {
+            // The UPD that gives the peer room to answer must go before the data: the queued
+            // path sends it first.
             return Ok(None);
         }
         let header = Header {

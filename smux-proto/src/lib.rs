@@ -145,8 +145,9 @@
 //!
 //! - Memory is bounded by the [`Config`] whatever the peer sends: unread data by
 //!   `max_receive_buffer` (v1: plus one frame; v2: the windows granted are carved out of it,
-//!   plus a [`RECEIVE_WINDOW_FLOOR`] per stream and the 256 KiB initial window of new streams
-//!   the peer may use before our first UPD reaches it), unsent data by `max_send_buffer`,
+//!   plus a [`RECEIVE_WINDOW_FLOOR`] per stream, the 256 KiB initial window of new streams
+//!   the peer may use before our first UPD reaches it, and the room for replies: what we sent
+//!   on a stream and have not read back, up to `max_stream_buffer`), unsent data by `max_send_buffer`,
 //!   streams by `max_streams`, unaccepted streams by `accept_backlog` (and, in v2, their data
 //!   by `max_receive_buffer`), queued control frames by a fixed limit. Beyond a limit,
 //!   [`wants_read`](Session::wants_read) pauses input and [`input_pause`](Session::input_pause)

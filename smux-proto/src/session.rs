@@ -824,17 +824,20 @@ impl Session {
     /// read), when the budget falls short of the fair share, first shrinks the streams holding
     /// more than theirs.
     fn grant(&mut self, id: StreamId, reclaim: bool) {
-        let Some(stream) = self.streams.get_mut(&id) else {
+        let Some(stream) = self.streams.get(&id) else {
             return;
         };
         // Grants while reading (`reclaim`) are for a busy stream; at creation it is idle.
-        let mut grant = self.credit.choose(id, &stream.recv_window, reclaim);
+        let replies = self.reply_room(stream, 0);
+        let mut grant = self
+            .credit
+            .choose(id, &stream.recv_window, reclaim, replies);
         if grant.short && reclaim && !stream.released {
             self.reclaim(id, grant.fair);
             let Some(stream) = self.streams.get(&id) else {
                 return;
             };
-            grant = self.credit.choose(id, &stream.recv_window, true);
+            grant = self.credit.choose(id, &stream.recv_window, true, replies);
         }
         let released = self.streams.get(&id).is_some_and(|s| s.released);
         let window = if released {
@@ -867,15 +870,62 @@ impl Session {
             let Some(stream) = self.streams.get(&id) else {
                 continue;
             };
-            let window = if self.credit.is_idle(&stream.recv_window) {
+            let target = if self.credit.is_idle(&stream.recv_window) {
                 self.credit.floor()
-            } else if stream.recv_window.window() > fair {
-                fair
             } else {
-                continue;
+                fair
             };
+            let window = target.max(self.reply_room(stream, 0));
+            if window >= stream.recv_window.window() {
+                continue;
+            }
             self.set_window(id, window);
         }
+    }
+
+    /// Version 2: the window `stream` needs so that the peer can answer everything we sent on
+    /// it, and `upcoming` bytes more, that we have not read back (none once it will receive
+    /// nothing more). See "Room for replies" in `credit.rs`.
+    fn reply_room(&self, stream: &Stream, upcoming: usize) -> u32 {
+        if stream.fin_received || stream.released {
+            return 0;
+        }
+        let sent = stream.send_window.total() + upcoming as u64;
+        self.credit.reply_room(&stream.recv_window, sent)
+    }
+
+    /// Version 2: whether the window the peer knows of stream `id` lacks room to answer what
+    /// we sent on it and `upcoming` bytes more (up to the cap).
+    pub(crate) fn lacks_reply_room(&self, id: StreamId, upcoming: usize) -> bool {
+        if self.config.version != Version::V2 {
+            return false;
+        }
+        let Some(stream) = self.streams.get(&id) else {
+            return false;
+        };
+        let needed = self.reply_room(stream, upcoming);
+        let window = &stream.recv_window;
+        window.granted() < window.consumed() + u64::from(needed)
+    }
+
+    /// Version 2, before `upcoming` bytes of stream `id` (part of its queue) are framed: when
+    /// the window the peer knows cannot take its answer to them, grants one that can, with
+    /// room for the rest of the queue too (so a busy stream needs few of these), and puts the
+    /// UPD in the transmit queue now, ahead of the data.
+    fn grant_reply_room(&mut self, id: StreamId, upcoming: usize) {
+        if !self.lacks_reply_room(id, upcoming) {
+            return;
+        }
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        let ahead = self.reply_room(stream, stream.send_len());
+        let chosen = self
+            .credit
+            .choose(id, &stream.recv_window, true, ahead)
+            .window;
+        self.set_window(id, chosen);
+        self.transmit_update_now(id);
     }
 
     fn notify_readable(&mut self, id: StreamId) {
@@ -1040,6 +1090,13 @@ impl Session {
             if limit == 0 {
                 continue;
             }
+            if v2 {
+                // The peer must read the room to answer before the data it answers.
+                self.grant_reply_room(id, limit);
+            }
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
             let payload = stream.take_send(limit);
             if v2 {
                 stream.send_window.on_sent(payload.len());
@@ -1077,16 +1134,27 @@ impl Session {
                 }
                 Control::Nop => self.outbox.push_control(Cmd::Nop, StreamId::new(0)),
                 Control::Upd(id) => {
-                    let Some(stream) = self.streams.get_mut(&id) else {
-                        continue;
-                    };
-                    stream.update_queued = false;
-                    let (consumed, window) = stream.recv_window.update_fields();
-                    self.outbox.push_update(id, consumed, window);
+                    // Already sent ahead of a PSH (`transmit_update_now`) if no longer owed.
+                    if self.streams.get(&id).is_some_and(|s| s.update_queued) {
+                        self.transmit_update_now(id);
+                    }
+                    continue;
                 }
             }
             self.stats.frames_out += 1;
         }
+    }
+
+    /// Puts the UPD stream `id` owes in the transmit queue now; its entry in `control`, if
+    /// any, is skipped when its turn comes.
+    fn transmit_update_now(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.update_queued = false;
+        let (consumed, window) = stream.recv_window.update_fields();
+        self.outbox.push_update(id, consumed, window);
+        self.stats.frames_out += 1;
     }
 
     /// Stream `id` framed some data: wake writers and flushers that wait for room.

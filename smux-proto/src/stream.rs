@@ -427,9 +427,10 @@ mod tests {
     #[test]
     fn an_idle_stream_is_small() {
         // The per-stream cost of 100,000 idle streams: keep it in check. (232 since the v2
-        // receive window counts in u64 for the shared receive budget.)
+        // receive window counts in u64 for the shared receive budget, 240 since the send
+        // window counts in u64 too, for the room for replies.)
         let size = std::mem::size_of::<Stream>();
         eprintln!("Stream: {size} bytes");
-        assert!(size <= 232, "{size}");
+        assert!(size <= 240, "{size}");
     }
 }

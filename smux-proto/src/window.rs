@@ -14,8 +14,9 @@ pub const INITIAL_PEER_WINDOW: u32 = 262_144;
 /// What a stream may still send under the peer's window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SendWindow {
-    /// Bytes of the stream framed for sending so far, wrapping (Go's `numWritten`).
-    sent: u32,
+    /// Bytes of the stream framed for sending so far; Go's wrapping `numWritten` is its low
+    /// 32 bits.
+    sent: u64,
     /// `consumed` of the latest UPD (Go's `peerConsumed`).
     peer_consumed: u32,
     /// `window` of the latest UPD (Go's `peerWindow`).
@@ -38,9 +39,19 @@ impl SendWindow {
         }
     }
 
+    /// Bytes framed for sending since the stream began.
+    pub(crate) fn total(&self) -> u64 {
+        self.sent
+    }
+
+    /// Go's `numWritten`.
+    fn num_written(&self) -> u32 {
+        self.sent as u32
+    }
+
     /// Bytes sent and not yet reported consumed by the peer.
     pub(crate) fn inflight(&self) -> i32 {
-        self.sent.wrapping_sub(self.peer_consumed) as i32
+        self.num_written().wrapping_sub(self.peer_consumed) as i32
     }
 
     /// How many more bytes may be sent now.
@@ -52,7 +63,7 @@ impl SendWindow {
     /// Records `n` bytes framed for sending; `n` never exceeds [`available`](Self::available).
     pub(crate) fn on_sent(&mut self, n: usize) {
         debug_assert!(n <= self.available());
-        self.sent = self.sent.wrapping_add(n as u32);
+        self.sent += n as u64;
     }
 
     /// Applies an UPD. Rejects (changing nothing) a `consumed` beyond what was sent, which Go
@@ -62,10 +73,10 @@ impl SendWindow {
         consumed: u32,
         window: u32,
     ) -> Result<(), ConsumedBeyondSent> {
-        if (self.sent.wrapping_sub(consumed) as i32) < 0 {
+        if (self.num_written().wrapping_sub(consumed) as i32) < 0 {
             return Err(ConsumedBeyondSent {
                 consumed,
-                sent: self.sent,
+                sent: self.num_written(),
             });
         }
         self.peer_consumed = consumed;
@@ -131,6 +142,18 @@ impl RecvWindow {
     /// Where we asked the peer to stop.
     pub(crate) fn granted(&self) -> u64 {
         self.acked + u64::from(self.window)
+    }
+
+    /// Bytes the application consumed (read, or dropped with the stream).
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Of the `sent` bytes we sent on this stream, how many we have not read back yet: the
+    /// most a peer that replies to what it reads (an echo, a proxy, a request/response
+    /// server) may owe us.
+    pub(crate) fn unanswered(&self, sent: u64) -> u64 {
+        sent.saturating_sub(self.consumed)
     }
 
     /// The share of the receive budget this stream holds: its unread bytes plus what the peer
@@ -248,7 +271,7 @@ mod tests {
     #[test]
     fn counters_wrap_like_go() {
         let mut w = SendWindow {
-            sent: u32::MAX - 5,
+            sent: u64::from(u32::MAX - 5),
             peer_consumed: u32::MAX - 5,
             peer_window: 100,
         };

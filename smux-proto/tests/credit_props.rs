@@ -8,10 +8,15 @@
 //! - input is never paused for the receive budget, and every complete frame offered is taken;
 //! - each side's unread data stays within the budget, plus the floor window for every stream,
 //!   plus the initial window for every stream whose window was shrunk before any read (counted
-//!   from the UPDs on the wire, not from the session);
+//!   from the UPDs on the wire, not from the session), plus the room for replies of every
+//!   stream the side wrote on (at most what it wrote, up to the reply cap);
 //! - the credit a session reports is the sum of what its streams reserve;
-//! - UPDs carry a window within `[floor, cap]` and a consumed count that never goes back nor
-//!   beyond what was read, and no writer exceeds the latest window it saw.
+//! - UPDs carry a window within `[floor, cap]` (wider only as room for replies: never more than
+//!   the side wrote and did not read back, up to the reply cap) and a consumed count that never
+//!   goes back nor beyond what was read, and no writer exceeds the latest window it saw;
+//! - room for replies: when a side sends data on a stream it still receives on, the latest UPD
+//!   it sent there (or the initial window) lets the peer answer all of it (up to the reply cap),
+//!   so a peer that pauses its input while its writers wait cannot deadlock on us.
 //!
 //! Then writing stops, every stream is finished and readers drain everything: every byte
 //! written must arrive, intact, within a bounded number of rounds (no stream starves).
@@ -75,6 +80,11 @@ impl Limits {
 
     fn floor(&self) -> u32 {
         RECEIVE_WINDOW_FLOOR.min(self.cap())
+    }
+
+    /// The most room for replies a stream keeps.
+    fn reply_cap(&self) -> u32 {
+        (self.max_stream_buffer as u32).max(INITIAL_PEER_WINDOW)
     }
 
     fn config(&self) -> Config {
@@ -363,6 +373,23 @@ impl Pair {
                     let i = self.rec(stream_id)?;
                     let rec = &mut self.streams[i];
                     rec.data_sent[side] += data.len();
+                    if !rec.finished[other(side)] {
+                        // Room for replies: the peer read (before this data) a window that
+                        // lets it answer everything sent so far.
+                        let (consumed, window) =
+                            rec.upd_sent[side].unwrap_or((0, INITIAL_PEER_WINDOW));
+                        let granted = u64::from(consumed) + u64::from(window);
+                        let needed = (rec.data_sent[side] as u64)
+                            .min(u64::from(consumed) + u64::from(limits.reply_cap()));
+                        prop_assert!(
+                            granted >= needed,
+                            "{} sent {} bytes on {} before granting room to answer them ({} granted)",
+                            side,
+                            rec.data_sent[side],
+                            stream_id,
+                            granted
+                        );
+                    }
                     // Go's rule, as the sender knew it when it made the frame.
                     let (consumed, window) = rec.upd_seen[side].unwrap_or((0, INITIAL_PEER_WINDOW));
                     let inflight = (rec.data_sent[side] as u32).wrapping_sub(consumed) as i32;
@@ -381,13 +408,18 @@ impl Pair {
                 } => {
                     let i = self.rec(stream_id)?;
                     let rec = &mut self.streams[i];
+                    let replies = (rec.written[side] as u64)
+                        .saturating_sub(u64::from(consumed))
+                        .min(u64::from(limits.reply_cap()))
+                        as u32;
+                    let widest = limits.cap().max(replies);
                     prop_assert!(
-                        (limits.floor()..=limits.cap()).contains(&window),
+                        (limits.floor()..=widest).contains(&window),
                         "UPD window {} on {} outside [{}, {}]",
                         window,
                         stream_id,
                         limits.floor(),
-                        limits.cap()
+                        widest
                     );
                     prop_assert!(
                         consumed as usize <= rec.read[side],
@@ -516,16 +548,18 @@ impl Pair {
             prop_assert_eq!(pause, None, "input paused");
             // Memory: the budget, a busy floor per stream, and the initial window of every stream
             // shrunk before any read (the peer may have used it before it saw the shrink).
-            let (mut live, mut shrunk) = (0usize, 0usize);
+            let (mut live, mut shrunk, mut replies) = (0usize, 0usize, 0usize);
             for rec in self.streams.iter().filter(|r| r.syn_arrived[side]) {
                 live += 1;
                 if rec.first_upd[side] == Some(0) {
                     shrunk += 1;
                 }
+                replies += rec.written[side].min(limits.reply_cap() as usize);
             }
             let bound = limits.max_receive_buffer
                 + live * BUSY_RECEIVE_WINDOW_FLOOR.min(limits.cap()) as usize
-                + shrunk * INITIAL_PEER_WINDOW as usize;
+                + shrunk * INITIAL_PEER_WINDOW as usize
+                + replies;
             prop_assert!(
                 s.buffered_input() <= bound,
                 "side {} buffers {} unread bytes, beyond {} (budget {}, {} streams, {} shrunk at open)",

@@ -76,6 +76,11 @@ impl Limits {
         self.max_stream_buffer.min(self.max_receive_buffer) as u32
     }
 
+    /// Version 2: the most room for replies one stream keeps.
+    fn reply_cap(&self) -> u32 {
+        (self.max_stream_buffer as u32).max(INITIAL_PEER_WINDOW)
+    }
+
     /// Version 2: the window every stream may always be granted.
     fn window_floor(&self) -> u32 {
         RECEIVE_WINDOW_FLOOR.min(self.window_cap())
@@ -1041,6 +1046,22 @@ impl Harness {
                     ));
                 }
                 rec.data_sent[side] += payload.len();
+                if v2 && !rec.released[side] && rec.peer_fin_at[side].is_none() {
+                    // Room for replies: the UPDs before this data let the peer answer all
+                    // the side sent (up to the cap), however long it then pauses its input.
+                    let (consumed, window) = rec.upd_sent[side].unwrap_or((0, INITIAL_PEER_WINDOW));
+                    let granted = u64::from(consumed) + u64::from(window);
+                    let needed = (rec.data_sent[side] as u64)
+                        .min(u64::from(consumed) + u64::from(limits.reply_cap()));
+                    prop_assert!(
+                        granted >= needed,
+                        "{} sent {} bytes on {} before granting room to answer them ({} granted)",
+                        name,
+                        rec.data_sent[side],
+                        stream_id,
+                        granted
+                    );
+                }
                 if v2 && rec.data_sent[side] > rec.direct_checked[side] {
                     // Go's rule, as the sender knew it when making the frame: in flight
                     // (sent - consumed, wrapping) at most the window (256 KiB before any UPD).
@@ -1064,15 +1085,21 @@ impl Harness {
                 prop_assert!(v2, "{} sent UPD in version 1", name);
                 let i = self.rec_of(stream_id, "UPD")?;
                 let rec = &mut self.streams[i];
-                // A share of the receive budget, never below the floor nor above the cap.
+                // A share of the receive budget, never below the floor nor above the cap,
+                // except as room for replies: at most what the side wrote and did not read
+                // back, up to the reply cap.
+                let replies = (rec.written[side] as u64)
+                    .saturating_sub(u64::from(consumed))
+                    .min(u64::from(limits.reply_cap())) as u32;
+                let widest = limits.window_cap().max(replies);
                 prop_assert!(
-                    (limits.window_floor()..=limits.window_cap()).contains(&window),
+                    (limits.window_floor()..=widest).contains(&window),
                     "{} sent UPD window {} on {}, outside [{}, {}]",
                     name,
                     window,
                     stream_id,
                     limits.window_floor(),
-                    limits.window_cap()
+                    widest
                 );
                 // The consumed count when the grant was decided: never beyond what was read
                 // (once the stream is released, dropped data counts too: at most all that
@@ -1344,24 +1371,27 @@ impl Harness {
     }
 
     /// Version 2: what `side` may buffer, from the wire. Windows are carved out of the budget,
-    /// except that every live stream may always get the floor, and a stream whose window was
+    /// except that every live stream may always get the floor, a stream whose window was
     /// shrunk before any read (its first UPD says nothing consumed, or it sent none yet) may
-    /// have received the initial window before the peer saw the shrink.
+    /// have received the initial window before the peer saw the shrink, and a stream the side
+    /// wrote on keeps room for the peer's replies (at most what it wrote, up to the cap).
     fn v2_input_bound(&self, side: usize) -> usize {
         let live = self
             .streams
             .iter()
             .filter(|r| (r.opener == side || r.syn_arrived[side]) && !r.released[side]);
-        let (mut count, mut shrunk) = (0, 0);
+        let (mut count, mut shrunk, mut replies) = (0, 0, 0);
         for rec in live {
             count += 1;
             if rec.first_upd[side].is_none_or(|c| c == 0) {
                 shrunk += 1;
             }
+            replies += rec.written[side].min(self.limits.reply_cap() as usize);
         }
         self.limits.max_receive_buffer
             + count * BUSY_RECEIVE_WINDOW_FLOOR.min(self.limits.window_cap()) as usize
             + shrunk * INITIAL_PEER_WINDOW as usize
+            + replies
     }
 
     /// Both sides accept everything, finish every stream they hold, and read everything, until

@@ -2,6 +2,8 @@
 //! windows granted stay within it, busy streams share it, and a peer that ignores our
 //! shrinking UPDs is bounded by the accept backlog.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::{InputPause, WriteError, INITIAL_PEER_WINDOW, RECEIVE_WINDOW_FLOOR};
 
@@ -248,4 +250,67 @@ fn reading_an_unaccepted_stream_frees_backlog_room() {
     assert_eq!(pair.server.input_pause(), None);
     assert_eq!(pair.server.accept_stream(), Some(id));
     assert_eq!(pair.server.snapshot().streams[0].buffered_input, 0);
+}
+
+/// A Go v2 echo server stops reading its input once its receive buffer (4 MiB) is full, and
+/// its echo writers need our window to answer. Our client opens 256 streams and writes 64 KiB
+/// on each (16 MiB: far beyond Go's buffer), while our budget alone would give each stream
+/// 16 KiB. Modelled on the wire: Go reads our frames in order until its buffer is full and
+/// then nothing more. For every stream, the window Go had read by then must let it send back
+/// all it holds, or its writer waits for an UPD it will never read.
+#[test]
+fn a_peer_that_stops_reading_can_still_answer_everything_it_holds() {
+    const STREAMS: usize = 256;
+    const SIZE: usize = 64 * 1024;
+    const GO_BUFFER: i64 = 4 * MIB as i64;
+    let mut client = Pair::new(v2(4 * MIB)).client;
+    let ids: Vec<StreamId> = (0..STREAMS).map(|_| client.open_stream().unwrap()).collect();
+    let mut written = vec![0usize; STREAMS];
+    // What the Go server read, per stream: bytes held, and (consumed, window) of our latest UPD.
+    let mut held: HashMap<StreamId, u64> = HashMap::new();
+    let mut window: HashMap<StreamId, (u32, u32)> = HashMap::new();
+    let mut bucket = GO_BUFFER;
+    let mut go_paused = false;
+    for _ in 0..10_000 {
+        for (i, &id) in ids.iter().enumerate() {
+            match client.write(id, &[7u8; SIZE][written[i]..]) {
+                Ok(n) => written[i] += n,
+                Err(WriteError::Blocked) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        for frame in transmit_frames(&mut client) {
+            if go_paused {
+                continue;
+            }
+            match frame {
+                Frame::Psh { stream_id, data } => {
+                    *held.entry(stream_id).or_default() += data.len() as u64;
+                    bucket -= data.len() as i64;
+                    // Go checks its buffer before reading each frame header.
+                    go_paused = bucket <= 0;
+                }
+                Frame::Upd {
+                    stream_id,
+                    consumed,
+                    window: w,
+                } => {
+                    window.insert(stream_id, (consumed, w));
+                }
+                _ => {}
+            }
+        }
+        if written.iter().all(|&w| w == SIZE) && client.buffered_output() == 0 {
+            break;
+        }
+    }
+    assert!(go_paused, "the model never filled Go's buffer");
+    for (id, &bytes) in &held {
+        let (consumed, w) = window.get(id).copied().unwrap_or((0, INITIAL_PEER_WINDOW));
+        // Go may send up to consumed + window; it sent nothing yet.
+        assert!(
+            u64::from(consumed) + u64::from(w) >= bytes,
+            "{id}: Go holds {bytes} bytes to echo but may send only {consumed} + {w}"
+        );
+    }
 }
