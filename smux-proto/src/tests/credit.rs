@@ -264,7 +264,9 @@ fn a_peer_that_stops_reading_can_still_answer_everything_it_holds() {
     const SIZE: usize = 64 * 1024;
     const GO_BUFFER: i64 = 4 * MIB as i64;
     let mut client = Pair::new(v2(4 * MIB)).client;
-    let ids: Vec<StreamId> = (0..STREAMS).map(|_| client.open_stream().unwrap()).collect();
+    let ids: Vec<StreamId> = (0..STREAMS)
+        .map(|_| client.open_stream().unwrap())
+        .collect();
     let mut written = vec![0usize; STREAMS];
     // What the Go server read, per stream: bytes held, and (consumed, window) of our latest UPD.
     let mut held: HashMap<StreamId, u64> = HashMap::new();
