@@ -25,7 +25,7 @@ use smux_proto::{Error, Event, Session, StreamId, DIRECT_FRAMES};
 
 use crate::recycle::Recycler;
 use crate::timer::{Sleep, Timer};
-use crate::wakers::{FanOut, Slot, Waiter, Wakers};
+use crate::wakers::{Duty, Slot, Waiter, Wakers};
 
 /// Smallest read asked of the transport. The read size doubles while reads fill it, up to
 /// `READ_MAX`, and falls back to twice what the last read returned: a bulk transfer reads in
@@ -94,7 +94,7 @@ impl Core {
         self.transport_closed
     }
 
-    /// Keeps a sleep armed for the session's next deadline, woken through the fan-out waker.
+    /// Keeps a sleep armed for the session's next deadline, woken through the duty waker.
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
         let Some(deadline) = self.session.poll_timeout() else {
             self.sleep = None;
@@ -152,8 +152,8 @@ pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     /// once more before it lets go.
     again: AtomicBool,
     wakers: Arc<Wakers>,
-    /// Wakes every parked task; given to the transport and the timer.
-    fan_out: Waker,
+    /// Wakes the holder of the read duty; given to the transport and the timer.
+    duty: Waker,
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
@@ -166,7 +166,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         // budget of unread frames can pin.
         let read_spare = session.config().max_receive_buffer / READ_BLOCK + 2;
         let wakers = Arc::new(Wakers::default());
-        let fan_out = Waker::from(Arc::new(FanOut(wakers.clone())));
+        let duty = Waker::from(Arc::new(Duty(wakers.clone())));
         Driver {
             core: Mutex::new(Core {
                 session,
@@ -188,7 +188,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }),
             again: AtomicBool::new(false),
             wakers,
-            fan_out,
+            duty,
         }
     }
 
@@ -265,7 +265,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         };
         let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
         let n = write.slices(data, &mut slices);
-        let mut cx = Context::from_waker(&self.fan_out);
+        let mut cx = Context::from_waker(&self.duty);
         let (written, failed) =
             match Pin::new(&mut io.transport).poll_write_vectored(&mut cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => (0, Some(io::ErrorKind::WriteZero.into())),
@@ -330,7 +330,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             };
             self.again.store(false, Ordering::SeqCst);
             let mut wake = Vec::new();
-            progress |= self.drive_turn(&mut io, &mut wake, true);
+            progress |= self.drive_turn(&mut io, &mut wake, true, waiter.map(|(who, _)| who));
             drop(io);
             self.wakers.take_io(&mut wake);
             wake.into_iter().for_each(Waker::wake);
@@ -344,14 +344,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     /// not even be available.
     pub(crate) fn drop_drive(&self) {
         let mut wake = Vec::new();
-        self.drive_turn(&mut lock(&self.io), &mut wake, false);
+        self.drive_turn(&mut lock(&self.io), &mut wake, false, None);
         wake.into_iter().for_each(Waker::wake);
     }
 
     /// Moves everything it can without blocking: output to the transport, input from it,
-    /// timers, events. Returns whether anything happened.
-    fn drive_turn(&self, io: &mut Io<T>, wake: &mut Vec<Waker>, arm_timer: bool) -> bool {
-        let mut cx = Context::from_waker(&self.fan_out);
+    /// timers, events. Returns whether anything happened. `me`, the waiter driving, is not
+    /// woken by its own events: it looks again once the drive returns.
+    fn drive_turn(
+        &self,
+        io: &mut Io<T>,
+        wake: &mut Vec<Waker>,
+        arm_timer: bool,
+        me: Option<Waiter>,
+    ) -> bool {
+        self.wakers.duty_served();
+        let mut cx = Context::from_waker(&self.duty);
         let mut progress = self.pump_output(io, &mut cx);
         // Input before timers: after a long stall of the runtime, the peer's frames waiting in
         // the transport prove it alive.
@@ -370,7 +378,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             if arm_timer {
                 core.poll_timer(&mut cx);
             }
-            progress |= self.dispatch_events(&mut core, wake);
+            progress |= self.dispatch_events(&mut core, wake, me);
             core.session.is_closed() && !io.closed && !core.session.wants_write()
         };
         if close_transport
@@ -385,7 +393,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         core.transport_closed = io.closed;
         if !core.flush_waiters.is_empty() && (core.output_flushed() || core.failed()) {
             for id in std::mem::take(&mut core.flush_waiters) {
-                self.wakers.take(Slot::Write(id), wake);
+                self.wakers.take(Slot::Write(id), me, wake);
             }
         }
         progress
@@ -516,21 +524,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// Turns session events into the wakers of the tasks that wait for them.
-    fn dispatch_events(&self, core: &mut Core, wake: &mut Vec<Waker>) -> bool {
+    fn dispatch_events(&self, core: &mut Core, wake: &mut Vec<Waker>, me: Option<Waiter>) -> bool {
         let mut any = false;
         while let Some(event) = core.session.poll_event() {
             any = true;
             match event {
-                Event::StreamOpened { .. } => self.wakers.take_connection(wake),
+                Event::StreamOpened { .. } => self.wakers.take_connection(me, wake),
                 Event::StreamReadable { stream_id } => {
-                    self.wakers.take(Slot::Read(stream_id), wake)
+                    self.wakers.take(Slot::Read(stream_id), me, wake)
                 }
                 Event::StreamWritable { stream_id } => {
-                    self.wakers.take(Slot::Write(stream_id), wake)
+                    self.wakers.take(Slot::Write(stream_id), me, wake)
                 }
                 Event::Closed(_) => {
-                    // Everyone must see the end; the fan-out wakes every parked task.
-                    self.fan_out.wake_by_ref();
+                    // Everyone must see the end.
+                    self.wakers.wake_all();
                 }
                 _ => {}
             }

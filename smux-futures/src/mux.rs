@@ -150,7 +150,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// reading going while nothing else polls. Returns `Ok(())` when the connection was closed
     /// by this side, and the error that ended it otherwise.
     pub async fn drive(&self) -> io::Result<()> {
-        let registration = self.shared.wakers().register();
+        let registration = self.shared.wakers().register_driver();
         poll_fn(|cx| {
             self.shared.poll_op(cx, registration.waiter(), |core| {
                 if !core.session.is_closed() || !core.transport_closed() {

@@ -190,10 +190,10 @@ async fn read_all<T: AsyncRead + AsyncWrite + Unpin + Send>(s: &mut MuxStream<T>
 
 /// Two readers parked on two streams; data arrives for A only.
 ///
-/// The transport is given the fan-out waker, so the transport becoming readable wakes *every*
-/// parked task (at most once each), not only A's: B gets a spurious wake-up. What the design
-/// guarantees is that A is woken, and that B, polled again, stays `Pending` and parks again
-/// (and is woken again when its own data comes).
+/// The transport is given the duty waker: its readiness wakes one parked task, the holder of
+/// the read duty (B, which parked and drove last), not every one. B's poll drives, which takes
+/// A's frame off the transport and wakes A through its event; B stays `Pending` and parks
+/// again.
 #[test]
 fn data_for_one_stream_wakes_its_reader_and_the_other_read_stays_pending() {
     within(10, || {
@@ -226,32 +226,121 @@ fn data_for_one_stream_wakes_its_reader_and_the_other_read_stays_pending() {
             a.write_all(b"for A").await.unwrap();
             a.flush().await.unwrap();
         });
-        assert_eq!(ca.count(), 1, "A's reader is woken once");
-        // Fan-out: the readiness also woke B (each parked task at most once) and emptied the
-        // parked set.
-        assert!(cb.count() <= 1);
-        assert_eq!(server.parked_count(), 0);
-
-        // B's executor polls it again: still nothing for B. That poll drives the connection
-        // and takes A's frame off the transport; B parks again.
-        assert!(poll_read_once(&mut tb, &mut buf_b, &wb).is_pending());
+        assert_eq!(
+            (ca.count(), cb.count()),
+            (0, 1),
+            "only the duty holder (B, the last to drive) is woken"
+        );
         assert_eq!(server.parked_count(), 1);
-        // A's executor polls it: the data is there.
+
+        // B's executor polls it: still nothing for B. That poll drives the connection, takes
+        // A's frame off the transport and wakes A; B parks again.
+        assert!(poll_read_once(&mut tb, &mut buf_b, &wb).is_pending());
+        assert_eq!((ca.count(), cb.count()), (1, 1));
+        assert_eq!(server.parked_count(), 1);
         match poll_read_once(&mut ta, &mut buf_a, &wa) {
             Poll::Ready(Ok(5)) => assert_eq!(&buf_a[..5], b"for A"),
             other => panic!("A's read: {other:?}"),
         }
 
-        // Now data for B: B is woken and reads it.
-        let cb_before = cb.count();
+        // Now data for B, the duty holder: B alone is woken and reads it.
         block_on(async {
             b.write_all(b"for B!").await.unwrap();
             b.flush().await.unwrap();
         });
-        assert_eq!(cb.count(), cb_before + 1);
+        assert_eq!((ca.count(), cb.count()), (1, 2));
         match poll_read_once(&mut tb, &mut buf_b, &wb) {
             Poll::Ready(Ok(6)) => assert_eq!(&buf_b[..6], b"for B!"),
             other => panic!("B's read: {other:?}"),
+        }
+    });
+}
+
+/// A thousand readers parked on idle streams beside one busy exchange: a frame for the busy
+/// stream wakes its reader (the duty holder, the last to park) and nobody else; a frame for an
+/// idle stream wakes the duty holder, whose poll drives and wakes that stream's reader only.
+/// The work per frame does not grow with the parked tasks.
+#[test]
+fn frames_wake_no_idle_reader() {
+    within(30, || {
+        const IDLE: usize = 1000;
+        let (client, server) = pair(Version::V2);
+        let mut opened = Vec::new();
+        let mut accepted = Vec::new();
+        for _ in 0..=IDLE {
+            opened.push(block_on(client.connect()).unwrap());
+            accepted.push(block_on(server.accept()).unwrap());
+        }
+        let mut buf = [0u8; 16];
+        let idle: Vec<_> = accepted[1..]
+            .iter_mut()
+            .map(|t| {
+                let (c, w) = counting();
+                assert!(poll_read_once(t, &mut buf, &w).is_pending());
+                (c, w)
+            })
+            .collect();
+        let (busy_count, busy_waker) = counting();
+        assert!(poll_read_once(&mut accepted[0], &mut buf, &busy_waker).is_pending());
+        assert_eq!(server.parked_count(), IDLE + 1);
+        let idle_wakes = || idle.iter().map(|(c, _)| c.count()).sum::<usize>();
+
+        for round in 1..=100 {
+            block_on(async {
+                opened[0].write_all(b"ping").await.unwrap();
+                opened[0].flush().await.unwrap();
+            });
+            assert_eq!(busy_count.count(), round);
+            assert!(matches!(
+                poll_read_once(&mut accepted[0], &mut buf, &busy_waker),
+                Poll::Ready(Ok(4))
+            ));
+            assert!(poll_read_once(&mut accepted[0], &mut buf, &busy_waker).is_pending());
+        }
+        assert_eq!(idle_wakes(), 0, "no idle reader was woken");
+
+        // A frame for idle stream 500: the duty holder drives, and wakes 500's reader only.
+        block_on(async {
+            opened[500].write_all(b"late").await.unwrap();
+            opened[500].flush().await.unwrap();
+        });
+        assert_eq!(busy_count.count(), 101);
+        assert!(poll_read_once(&mut accepted[0], &mut buf, &busy_waker).is_pending());
+        assert_eq!(idle_wakes(), 1);
+        assert_eq!(idle[499].0.count(), 1);
+        assert!(matches!(
+            poll_read_once(&mut accepted[500], &mut buf, &idle[499].1),
+            Poll::Ready(Ok(4))
+        ));
+    });
+}
+
+/// The task woken for the read duty is dropped before it polls (its stream is dropped): the
+/// duty passes to another parked task, whose poll then reads the data that came.
+#[test]
+fn a_dropped_duty_holder_hands_the_duty_on() {
+    within(10, || {
+        let (client, server) = pair(Version::V1);
+        let mut a = block_on(client.connect()).unwrap();
+        let b = block_on(client.connect()).unwrap();
+        let mut ta = block_on(server.accept()).unwrap();
+        let mut tb = block_on(server.accept()).unwrap();
+        let (ca, wa) = counting();
+        let (cb, wb) = counting();
+        let mut buf = [0u8; 16];
+        assert!(poll_read_once(&mut ta, &mut buf, &wa).is_pending());
+        assert!(poll_read_once(&mut tb, &mut buf, &wb).is_pending());
+        block_on(async {
+            a.write_all(b"for A").await.unwrap();
+            a.flush().await.unwrap();
+        });
+        assert_eq!((ca.count(), cb.count()), (0, 1), "B holds the duty");
+        drop(tb);
+        drop(b);
+        assert_eq!(ca.count(), 1, "the duty passed to A when B was dropped");
+        match poll_read_once(&mut ta, &mut buf, &wa) {
+            Poll::Ready(Ok(5)) => assert_eq!(&buf[..5], b"for A"),
+            other => panic!("A's read: {other:?}"),
         }
     });
 }
@@ -939,21 +1028,29 @@ fn repolls_with_fresh_wakers_keep_one_entry_per_waiter() {
         let mut accept = Box::pin(server.accept());
         let mut drive = Box::pin(server.drive());
         let mut accept_counters = Vec::new();
+        let mut drive_counters = Vec::new();
         for _ in 0..POLLS {
             let (counter, waker) = counting();
             assert!(poll_once(accept.as_mut(), &waker).is_pending());
             accept_counters.push(counter);
-            let (_, waker) = counting();
+            let (counter, waker) = counting();
             assert!(poll_once(drive.as_mut(), &waker).is_pending());
+            drive_counters.push(counter);
         }
         assert_eq!(server.parked_count(), 2, "one accept and one drive entry");
 
-        // The latest accept waker, and no earlier one, is woken when a stream arrives.
+        // When a stream arrives, the transport wakes the latest drive waker (the drive holds
+        // the read duty), and no earlier one; its poll wakes the latest accept waker.
         let mut s = block_on(client.connect()).unwrap();
         block_on(async {
             s.write_all(b"x").await.unwrap();
             s.flush().await.unwrap();
         });
+        let (last, earlier) = drive_counters.split_last().unwrap();
+        assert_eq!(last.count(), 1, "the latest drive waker is woken");
+        assert!(earlier.iter().all(|c| c.count() == 0));
+        let (_, waker) = counting();
+        assert!(poll_once(drive.as_mut(), &waker).is_pending());
         let (last, earlier) = accept_counters.split_last().unwrap();
         assert_eq!(last.count(), 1, "the latest waker is woken");
         assert!(earlier.iter().all(|c| c.count() == 0));
@@ -1048,11 +1145,21 @@ fn dropped_connection_waiters_leave_no_wakers() {
             }
         }
         assert_eq!(server.parked_count(), 10);
-        // Connecting sends the SYN at once; the server's transport wakes its waiters.
+        // Connecting sends the SYN at once; the server's transport wakes one waiter, the
+        // holder of the read duty (the last to park), whose poll drives and takes the stream;
+        // the stream's arrival wakes every other live waiter, once.
         let _s = block_on(client.connect()).unwrap();
+        let woken: Vec<usize> = latest.iter().map(|c| c.count()).collect();
+        assert_eq!(woken[..9], [0; 9], "only the duty holder is woken first");
+        assert_eq!(woken[9], 1);
+        let (_, waker) = counting();
+        assert!(matches!(
+            poll_once(accepts[9].as_mut(), &waker),
+            Poll::Ready(Ok(_))
+        ));
         assert!(
-            latest.iter().all(|c| c.count() == 1),
-            "every live waiter woken"
+            latest[..9].iter().all(|c| c.count() == 1),
+            "every live waiter woken once"
         );
         drop(accepts);
         assert_eq!(server.parked_count(), 0);
