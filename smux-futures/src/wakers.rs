@@ -119,7 +119,9 @@ impl Drop for Registration<'_> {
         parked.drivers.remove(&self.key);
         let handoff = parked.gone(waiter);
         drop(parked);
-        handoff.map(Waker::wake);
+        if let Some(w) = handoff {
+            w.wake();
+        }
     }
 }
 
@@ -256,7 +258,9 @@ impl Wakers {
             handoff = handoff.or(parked.gone(Waiter::Stream(slot)));
         }
         drop(parked);
-        handoff.map(Waker::wake);
+        if let Some(w) = handoff {
+            w.wake();
+        }
     }
 
     /// A drive is starting: it reads the transport, which serves the read duty.
@@ -268,7 +272,9 @@ impl Wakers {
     /// for it before that has not driven since: the duty passes to another parked task.
     pub(crate) fn wake_duty(&self) {
         let waker = self.lock().hand_duty();
-        waker.map(Waker::wake);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Parks the current task until the task driving the connection is done.
