@@ -154,6 +154,9 @@ pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     wakers: Arc<Wakers>,
     /// Wakes the holder of the read duty; given to the transport and the timer.
     duty: Waker,
+    /// Acquisitions of the core lock (tests measure them per round trip).
+    #[cfg(test)]
+    core_locks: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
@@ -189,6 +192,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             again: AtomicBool::new(false),
             wakers,
             duty,
+            #[cfg(test)]
+            core_locks: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -196,9 +201,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         &self.wakers
     }
 
+    fn core(&self) -> MutexGuard<'_, Core> {
+        #[cfg(test)]
+        self.core_locks.fetch_add(1, Ordering::Relaxed);
+        lock(&self.core)
+    }
+
+    /// Acquisitions of the core lock so far.
+    #[cfg(test)]
+    pub(crate) fn core_lock_count(&self) -> usize {
+        self.core_locks.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on the core, without driving.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
-        f(&mut lock(&self.core))
+        f(&mut self.core())
     }
 
     /// The loop behind every poll: try `op`; when it cannot complete, park the task with
@@ -214,7 +231,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut parked = false;
         loop {
             let done = {
-                let mut core = lock(&self.core);
+                let mut core = self.core();
                 match op(&mut core) {
                     Poll::Ready(result) => Some((result, core.needs_drive())),
                     Poll::Pending => {
@@ -257,7 +274,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             self.drive_if_asked();
             return None;
         }
-        let begun = lock(&self.core).session.begin_direct_write(id, data.len());
+        let begun = self.core().session.begin_direct_write(id, data.len());
         let Ok(Some(write)) = begun else {
             drop(io);
             self.drive_if_asked();
@@ -274,7 +291,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Pending => (0, None),
             };
         let accepted = {
-            let mut core = lock(&self.core);
+            let mut core = self.core();
             let accepted = core.session.end_direct_write(write, written, data);
             if let Some(e) = failed {
                 core.session.handle_transport_error(e);
@@ -360,35 +377,44 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     ) -> bool {
         self.wakers.duty_served();
         let mut cx = Context::from_waker(&self.duty);
-        let mut progress = self.pump_output(io, &mut cx);
+        let mut progress = self.pump_output(io, &mut cx, false);
         // Input before timers: after a long stall of the runtime, the peer's frames waiting in
         // the transport prove it alive.
         progress |= self.pump_input(io, &mut cx);
-        {
-            let mut core = lock(&self.core);
+        // One lock for the timers, the output that input and timers produced (refusals, UPDs,
+        // NOP), the timer's next deadline and the events so far.
+        let (close_transport, polled) = {
+            let mut core = self.core();
             let now = core.timer.now();
             if core.session.poll_timeout().is_some_and(|t| t <= now) {
                 core.session.handle_timeout(now);
             }
-        }
-        // Input and timers may have produced output (refusals, UPDs, NOP): send it now.
-        progress |= self.pump_output(io, &mut cx);
-        let close_transport = {
-            let mut core = lock(&self.core);
+            let polled = io.out.is_empty() && !io.closed;
+            if polled && core.session.poll_transmit_chunks(&mut io.out) > 0 {
+                core.out_idle = false;
+            }
+            let polled = polled && !core.session.wants_write();
             if arm_timer {
                 core.poll_timer(&mut cx);
             }
             progress |= self.dispatch_events(&mut core, wake, me);
-            core.session.is_closed() && !io.closed && !core.session.wants_write()
+            (
+                core.session.is_closed() && !core.session.wants_write(),
+                polled,
+            )
         };
+        progress |= self.pump_output(io, &mut cx, polled);
         if close_transport
+            && !io.closed
             && io.out.is_empty()
             && Pin::new(&mut io.transport).poll_close(&mut cx).is_ready()
         {
             io.closed = true;
             progress = true;
         }
-        let mut core = lock(&self.core);
+        let mut core = self.core();
+        // Taking more output may have made events (room in a stream's send queue).
+        progress |= self.dispatch_events(&mut core, wake, me);
         core.out_idle = io.out.is_empty() && !io.needs_flush;
         core.transport_closed = io.closed;
         if !core.flush_waiters.is_empty() && (core.output_flushed() || core.failed()) {
@@ -399,22 +425,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         progress
     }
 
-    /// Writes pending output; flushes the transport once everything is written.
-    fn pump_output(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> bool {
+    /// Writes pending output; flushes the transport once everything is written. With
+    /// `session_polled`, the caller just took the session's output (under a lock it held for
+    /// more), so there is no need to ask again before `io.out` is written.
+    fn pump_output(&self, io: &mut Io<T>, cx: &mut Context<'_>, session_polled: bool) -> bool {
         if io.closed {
             return false;
         }
-        if !io.out.is_empty() && lock(&self.core).failed() {
+        if !io.out.is_empty() && self.core().failed() {
             // The session failed: like its own queue, what it handed over is dropped.
             io.out.clear();
         }
         let mut progress = false;
+        // Whether the session may hold output not taken yet. A task that queues more while
+        // this one writes asks for another turn (`again`), so it is not missed.
+        let mut more = !session_polled;
         loop {
             if io.out.is_empty() {
-                let mut core = lock(&self.core);
+                if !more {
+                    break;
+                }
+                let mut core = self.core();
                 if core.session.poll_transmit_chunks(&mut io.out) == 0 {
                     break;
                 }
+                more = core.session.wants_write();
                 core.out_idle = false;
             }
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
@@ -434,14 +469,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Pending => return progress,
             };
             io.out.clear();
-            lock(&self.core).session.handle_transport_error(failed);
+            self.core().session.handle_transport_error(failed);
             return true;
         }
         if io.needs_flush {
             match Pin::new(&mut io.transport).poll_flush(cx) {
                 Poll::Ready(Ok(())) => io.needs_flush = false,
                 Poll::Ready(Err(e)) => {
-                    lock(&self.core).session.handle_transport_error(e);
+                    self.core().session.handle_transport_error(e);
                     return true;
                 }
                 Poll::Pending => {}
@@ -450,32 +485,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         progress
     }
 
-    /// Reads input while the session wants it.
+    /// Reads input while the session wants it. The core lock is taken once per read: the
+    /// feed of one read and the check before the next share it.
     fn pump_input(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        {
-            let mut core = lock(&self.core);
-            let was_paused = std::mem::take(&mut core.input_paused);
-            if (was_paused || !io.read_buf.buf().is_empty()) && !io.eof && core.session.wants_read()
-            {
-                // First the frames left in the buffer when input paused (or when the last
-                // read of a turn was fed to a session that then stopped wanting input): the
-                // transport may have nothing more to give for a long time.
-                progress = core.feed(io.read_buf.buf(), false);
-            }
+        let mut core = self.core();
+        let was_paused = std::mem::take(&mut core.input_paused);
+        if (was_paused || !io.read_buf.buf().is_empty()) && !io.eof && core.session.wants_read() {
+            // First the frames left in the buffer when input paused (or when the last read of
+            // a turn was fed to a session that then stopped wanting input): the transport may
+            // have nothing more to give for a long time.
+            progress = core.feed(io.read_buf.buf(), false);
         }
         for _ in 0..READS_PER_DRIVE {
-            {
-                let mut core = lock(&self.core);
-                if !core.session.wants_read() {
-                    core.input_paused = !core.session.is_closed();
-                    return progress;
-                }
-                if io.eof {
-                    // Frames left in the buffer after a pause, then the end.
-                    return core.feed(io.read_buf.buf(), true) || progress;
-                }
+            if !core.session.wants_read() {
+                core.input_paused = !core.session.is_closed();
+                return progress;
             }
+            if io.eof {
+                // Frames left in the buffer after a pause, then the end.
+                return core.feed(io.read_buf.buf(), true) || progress;
+            }
+            drop(core);
             let want = io.read_size;
             io.read_buf.reserve(want);
             let read_buf = io.read_buf.buf();
@@ -487,9 +518,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Ready(Err(e)) => {
                     read_buf.truncate(len);
                     if e.kind() == io::ErrorKind::Interrupted {
+                        core = self.core();
                         continue;
                     }
-                    lock(&self.core).session.handle_transport_error(e);
+                    self.core().session.handle_transport_error(e);
                     return true;
                 }
                 Poll::Pending => {
@@ -500,7 +532,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             read_buf.truncate(len + n);
             if n == 0 {
                 io.eof = true;
-                lock(&self.core).feed(io.read_buf.buf(), true);
+                self.core().feed(io.read_buf.buf(), true);
                 return true;
             }
             io.read_size = if n == want {
@@ -508,13 +540,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             } else {
                 (n * 2).clamp(READ_MIN, READ_MAX)
             };
-            lock(&self.core).feed(io.read_buf.buf(), false);
+            core = self.core();
+            core.feed(io.read_buf.buf(), false);
             progress = true;
         }
         // Still readable after many reads: come back soon, without hogging this task. If the
         // last read paused the session, the operation that lifts the pause must drive: frames
         // may be waiting in the buffer and the transport was not left registered.
-        let mut core = lock(&self.core);
         if !core.session.wants_read() {
             core.input_paused = !core.session.is_closed();
         }

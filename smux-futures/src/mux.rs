@@ -193,4 +193,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     pub(crate) fn parked_count(&self) -> usize {
         self.shared.wakers().parked_count()
     }
+
+    /// Acquisitions of the core lock so far (tests).
+    #[cfg(test)]
+    pub(crate) fn core_lock_count(&self) -> usize {
+        self.shared.core_lock_count()
+    }
 }

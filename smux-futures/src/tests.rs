@@ -345,6 +345,88 @@ fn a_dropped_duty_holder_hands_the_duty_on() {
     });
 }
 
+/// The cost of one request/response round trip (a 1-byte ping, a 1-byte pong, one stream),
+/// both ends polled as one task through a counting waker on an in-memory transport:
+/// wake-ups and acquisitions of each end's core lock per round trip. Printed, and bounded so
+/// that a regression (every packet waking every task, a lock taken per byte...) fails.
+#[test]
+fn a_round_trip_costs_few_wake_ups_and_lock_acquisitions() {
+    within(20, || {
+        const TRIPS: usize = 2000;
+        let (client, server) = pair(Version::V1);
+        let mut a = block_on(client.connect()).unwrap();
+        block_on(async {
+            a.write_all(b"x").await.unwrap();
+            a.flush().await.unwrap();
+        });
+        let mut b = block_on(server.accept()).unwrap();
+        let mut x = [0u8; 1];
+        block_on(b.read_exact(&mut x)).unwrap();
+        // Idle streams beside it, each with a reader parked: they must not add to the cost.
+        let mut idle = Vec::new();
+        for _ in 0..100 {
+            let s = block_on(client.connect()).unwrap();
+            let t = block_on(server.accept()).unwrap();
+            idle.push((s, t));
+        }
+        let (idle_count, idle_waker) = counting();
+        let mut buf = [0u8; 1];
+        for (_, t) in &mut idle {
+            assert!(poll_read_once(t, &mut buf, &idle_waker).is_pending());
+        }
+        let (c0, s0) = (client.core_lock_count(), server.core_lock_count());
+        let ping = async {
+            let mut byte = [0u8; 1];
+            for i in 0..TRIPS {
+                byte[0] = i as u8;
+                a.write_all(&byte).await.unwrap();
+                a.flush().await.unwrap();
+                a.read_exact(&mut byte).await.unwrap();
+                assert_eq!(byte[0], i as u8);
+            }
+        };
+        let pong = async {
+            let mut byte = [0u8; 1];
+            for _ in 0..TRIPS {
+                b.read_exact(&mut byte).await.unwrap();
+                b.write_all(&byte).await.unwrap();
+                b.flush().await.unwrap();
+            }
+        };
+        let (count, waker) = counting();
+        let mut both = Box::pin(join(ping, pong));
+        let mut polls = 0usize;
+        loop {
+            polls += 1;
+            let before = count.count();
+            if poll_once(both.as_mut(), &waker).is_ready() {
+                break;
+            }
+            assert!(count.count() > before, "pending without a wake-up: lost");
+        }
+        let per_trip = |n: usize| n as f64 / TRIPS as f64;
+        let client_locks = per_trip(client.core_lock_count() - c0);
+        let server_locks = per_trip(server.core_lock_count() - s0);
+        eprintln!(
+            "per round trip: {:.2} wake-ups, {:.2} polls, core locks {:.1} (client) {:.1} (server)",
+            per_trip(count.count()),
+            per_trip(polls),
+            client_locks,
+            server_locks
+        );
+        // The idle readers parked last, so the first readiness went to one of them (the
+        // last to park holds the read duty); never again after that.
+        assert!(
+            idle_count.count() <= 1,
+            "idle readers woken {} times",
+            idle_count.count()
+        );
+        // Each direction needs one wake-up (the data reached a task parked on the other end).
+        assert!(per_trip(count.count()) <= 2.5, "{} wake-ups", count.count());
+        assert!(client_locks <= 30.0 && server_locks <= 30.0);
+    });
+}
+
 /// Without any transport readiness, a session event wakes exactly the task it concerns.
 ///
 /// The server's receive budget (32 KiB) is filled by stream C, so the driver stops taking
