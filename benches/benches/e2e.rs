@@ -57,14 +57,37 @@ enum Scenario {
     Rr,
     /// Many streams opened (1-byte echo each) and held open by both ends.
     Idle,
+    /// Pingpong: 1-byte request, 1-byte reply, in sequence on one stream.
+    Pp,
+    /// Pingpong beside [`parked`] idle streams with a reader parked on each end.
+    PpParked,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario::Bulk1,
     Scenario::Bulk8,
     Scenario::Rr,
     Scenario::Idle,
+    Scenario::Pp,
+    Scenario::PpParked,
 ];
+
+/// Idle streams beside the pingpong of `pp-parked` (`SMUX_BENCH_PARKED`, default 1000).
+fn parked() -> u64 {
+    env_u64("SMUX_BENCH_PARKED").unwrap_or(1000)
+}
+
+/// Whether the tokio peers run on a current-thread runtime (`SMUX_BENCH_TOKIO=current`)
+/// instead of the 2-worker multi-thread one.
+fn tokio_current_thread() -> bool {
+    std::env::var("SMUX_BENCH_TOKIO").is_ok_and(|v| v == "current")
+}
+
+/// Whether the pingpong client runs in the future given to `block_on` (`SMUX_BENCH_BODY=main`,
+/// as `#[tokio::main]` code does) instead of a spawned task.
+fn body_on_main() -> bool {
+    std::env::var("SMUX_BENCH_BODY").is_ok_and(|v| v == "main")
+}
 
 impl Scenario {
     fn key(self) -> &'static str {
@@ -73,6 +96,8 @@ impl Scenario {
             Scenario::Bulk8 => "bulk8",
             Scenario::Rr => "rr",
             Scenario::Idle => "idle",
+            Scenario::Pp => "pp",
+            Scenario::PpParked => "pp-parked",
         }
     }
 
@@ -134,9 +159,11 @@ impl Peer {
         PEERS.into_iter().find(|p| p.key() == s)
     }
 
-    /// Raw TCP has no streams to open and close or to hold idle.
+    /// Raw TCP has no streams to open and close or to hold idle (its pingpong is one
+    /// connection).
     fn runs(self, scenario: Scenario) -> bool {
-        !(self == Peer::Tcp && matches!(scenario, Scenario::Rr | Scenario::Idle))
+        !(self == Peer::Tcp
+            && matches!(scenario, Scenario::Rr | Scenario::Idle | Scenario::PpParked))
     }
 
     /// How a peer whose stream opening slows down with every stream already open takes part
@@ -277,6 +304,8 @@ where
         Scenario::Bulk8 => bulk(rt, BULK_STREAMS, p.bytes, setup).await,
         Scenario::Rr => rr(rt, p.ops, setup).await,
         Scenario::Idle => idle(rt, p.idle, setup).await,
+        Scenario::Pp => pingpong(rt, p.ops, 0, setup).await,
+        Scenario::PpParked => pingpong(rt, p.ops, parked(), setup).await,
     };
     Sample {
         secs,
@@ -377,6 +406,66 @@ where
     })
     .await;
     (start.elapsed().as_secs_f64(), ops, cpu_seconds() - cpu0)
+}
+
+/// Pingpong: `parked` idle streams first (each established by a 1-byte echo, then with a
+/// task parked in `read` on both ends), then `ops` round trips in sequence on one more stream,
+/// a 1-byte ping and its 1-byte echo. Only the round trips are timed.
+async fn pingpong<S, F, Fut>(rt: Rt, ops: u64, parked: u64, setup: F) -> (f64, u64, f64)
+where
+    S: Io,
+    F: FnOnce(Handler<S>) -> Fut,
+    Fut: Future<Output = Opener<S>>,
+{
+    let handler: Handler<S> = Arc::new(|mut s: S| {
+        Box::pin(async move {
+            let mut b = [0u8; 1];
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if s.write_all(&b).await.is_err() || s.flush().await.is_err() {
+                    break;
+                }
+            }
+        })
+    });
+    let open = setup(handler).await;
+    let mut idle = Vec::new();
+    for _ in 0..parked {
+        let mut s = open().await.expect("pp: open an idle stream");
+        let mut b = [1u8];
+        s.write_all(&b).await.expect("pp: idle write");
+        s.flush().await.expect("pp: idle flush");
+        s.read_exact(&mut b).await.expect("pp: idle echo");
+        // Parked in read for the rest of the run (the process exits without waiting).
+        idle.push(rt.spawn(async move {
+            let _ = s.read(&mut b).await;
+            s
+        }));
+    }
+    let mut s = open().await.expect("pp: open");
+    let body = async move {
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        let mut b = [0u8; 1];
+        for i in 0..ops {
+            b[0] = i as u8;
+            s.write_all(&b).await.expect("pp: write");
+            s.flush().await.expect("pp: flush");
+            s.read_exact(&mut b).await.expect("pp: read the echo");
+            assert_eq!(b[0], i as u8, "pp: echo");
+        }
+        (start.elapsed().as_secs_f64(), ops, cpu_seconds() - cpu0)
+    };
+    let result = if body_on_main() {
+        body.await
+    } else {
+        rt.spawn(body).await
+    };
+    std::mem::forget(idle);
+    result
 }
 
 /// `n` streams opened by [`IDLE_OPENERS`] tasks at once, each carrying a 1-byte echo (which
@@ -663,6 +752,12 @@ fn ours_config(version: u8, capped_window: bool, scenario: Scenario, p: Params) 
 /// The runtime of every tokio peer: multi-thread, 2 workers (`SMUX_BENCH_TOKIO_WORKERS=N` to
 /// experiment).
 fn tokio_runtime() -> tokio::runtime::Runtime {
+    if tokio_current_thread() {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+    }
     let workers = env_u64("SMUX_BENCH_TOKIO_WORKERS").map_or(2, |n| n.max(1) as usize);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -673,7 +768,11 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 
 /// Runs one case in this process (the child side of `--case`).
 fn run_case(sc: Scenario, peer: Peer, p: Params) -> Sample {
-    let idle_streams = (sc == Scenario::Idle && p.idle > 512).then_some(p.idle as usize + 1024);
+    let idle_streams = match sc {
+        Scenario::Idle if p.idle > 512 => Some(p.idle as usize + 1024),
+        Scenario::PpParked if parked() > 256 => Some(parked() as usize + 1024),
+        _ => None,
+    };
     match peer {
         Peer::Tcp => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, setup_tcp)),
         Peer::Tokio(v) => {
@@ -875,6 +974,15 @@ fn case_command(sc: Scenario, peer: Peer, p: Params, go: Option<&Path>) -> Comma
                     cmd.args(["-scenario", "idle", "-ops"])
                         .arg(p.idle.to_string());
                 }
+                Scenario::Pp => {
+                    cmd.args(["-scenario", "pp", "-ops"]).arg(p.ops.to_string());
+                }
+                Scenario::PpParked => {
+                    cmd.args(["-scenario", "pp-parked", "-ops"])
+                        .arg(p.ops.to_string())
+                        .arg("-parked")
+                        .arg(parked().to_string());
+                }
             }
             cmd
         }
@@ -962,6 +1070,10 @@ fn cpu_per_gib(s: &Sample) -> f64 {
 fn rss_mib(s: &Sample) -> f64 {
     s.hwm_kib as f64 / 1024.0
 }
+fn cpu_us_per_op(s: &Sample) -> f64 {
+    s.cpu * 1e6 / s.units as f64
+}
+
 fn ops_per_s(s: &Sample) -> f64 {
     s.units as f64 / s.secs
 }
@@ -1071,6 +1183,35 @@ fn print_tables(r: &Results, o: &Options) {
             Scenario::Idle,
             ops_per_s,
         ),
+        (
+            format!(
+                "pingpong, 1-byte request and reply on one stream ({}), round trips/s",
+                p.ops
+            ),
+            Scenario::Pp,
+            ops_per_s,
+        ),
+        (
+            "pingpong, CPU µs per round trip (both ends)".into(),
+            Scenario::Pp,
+            cpu_us_per_op,
+        ),
+        (
+            format!(
+                "pingpong beside {} parked idle streams, round trips/s",
+                fmt_value(parked() as f64)
+            ),
+            Scenario::PpParked,
+            ops_per_s,
+        ),
+        (
+            format!(
+                "pingpong beside {} parked, CPU µs per round trip",
+                fmt_value(parked() as f64)
+            ),
+            Scenario::PpParked,
+            cpu_us_per_op,
+        ),
     ];
     println!();
     println!(
@@ -1082,6 +1223,19 @@ fn print_tables(r: &Results, o: &Options) {
             ", SMOKE sizes: not for comparison"
         } else {
             ""
+        }
+    );
+    println!(
+        "tokio peers: {}; pingpong client: {}; smol peers: smol::block_on.",
+        if tokio_current_thread() {
+            "current-thread runtime (SMUX_BENCH_TOKIO=current)"
+        } else {
+            "multi-thread runtime, 2 workers"
+        },
+        if body_on_main() {
+            "in the block_on future (SMUX_BENCH_BODY=main)"
+        } else {
+            "in a spawned task"
         }
     );
     println!();
@@ -1251,6 +1405,92 @@ fn print_tables(r: &Results, o: &Options) {
         }
         println!("{line}");
     }
+    // The targets of issue 11 (request/response latency and parked tasks).
+    let latency: [(
+        &str,
+        Scenario,
+        Scenario,
+        fn(&str) -> Peer,
+        Option<Peer>,
+        fn(&Sample) -> f64,
+        f64,
+    ); 6] = [
+        (
+            "pingpong beside parked idle streams / pingpong, ours v1 ≥ 0.9",
+            Scenario::PpParked,
+            Scenario::Pp,
+            v1,
+            None,
+            ops_per_s,
+            0.9,
+        ),
+        (
+            "pingpong: ours v1 / raw TCP ≥ 0.95",
+            Scenario::Pp,
+            Scenario::Pp,
+            v1,
+            Some(Peer::Tcp),
+            ops_per_s,
+            0.95,
+        ),
+        (
+            "pingpong: ours v1 / Go v1 ≥ 1.0",
+            Scenario::Pp,
+            Scenario::Pp,
+            v1,
+            Some(Peer::Go(1)),
+            ops_per_s,
+            1.0,
+        ),
+        (
+            "open+echo+close: ours v1 / async_smux ≥ 1.2",
+            Scenario::Rr,
+            Scenario::Rr,
+            v1,
+            Some(Peer::AsyncSmux),
+            ops_per_s,
+            1.2,
+        ),
+        (
+            "open+echo+close: ours v1 / Go v1 ≥ 1.5",
+            Scenario::Rr,
+            Scenario::Rr,
+            v1,
+            Some(Peer::Go(1)),
+            ops_per_s,
+            1.5,
+        ),
+        (
+            "8 streams: ours v1 / yamux 0.14 ≥ 1.0",
+            Scenario::Bulk8,
+            Scenario::Bulk8,
+            v1,
+            Some(Peer::Yamux),
+            gib_per_s,
+            1.0,
+        ),
+    ];
+    println!();
+    println!("### Ratios to the targets (issue 11), same run");
+    println!();
+    println!("| target | ours tokio | ours smol |\n|---|---:|---:|");
+    for (name, sc, base_sc, ours, peer, metric, bound) in latency {
+        let mut line = format!("| {name} |");
+        for rt in ["tokio", "smol"] {
+            let a = r.value(sc, ours(rt), metric);
+            let b = r.value(base_sc, peer.unwrap_or(ours(rt)), metric);
+            let cell = match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => {
+                    let ratio = a / b;
+                    let met = if ratio >= bound { "met" } else { "**missed**" };
+                    format!("{} {met}", fmt_value(ratio))
+                }
+                _ => "n/a".into(),
+            };
+            line.push_str(&format!(" {cell} |"));
+        }
+        println!("{line}");
+    }
     if o.smoke {
         println!("\n(smoke sizes: the ratios mean nothing here)");
     }
@@ -1346,6 +1586,11 @@ fn parent(args: &[String]) -> bool {
                             cpu_per_gib(&sample)
                         ),
                         Scenario::Rr | Scenario::Idle => format!("{:.0}/s", ops_per_s(&sample)),
+                        Scenario::Pp | Scenario::PpParked => format!(
+                            "{:.0} RTT/s, {:.1} CPU µs/RTT",
+                            ops_per_s(&sample),
+                            cpu_us_per_op(&sample)
+                        ),
                     };
                     eprintln!(
                         "  [{:>5.1}s] run {rep}/{} {label:<20} {summary}, peak RSS {:.1} MiB",

@@ -9,6 +9,11 @@
 //	                                    the 1-byte echo, Close; units = ops
 //	-scenario idle  -ops N             N streams opened (64 openers at once), each carrying a
 //	                                    1-byte echo, then all held open by both ends; units = N
+//	-scenario pp    -ops N             pingpong: N round trips in sequence on one stream, a
+//	                                    1-byte ping and its 1-byte echo; units = N
+//	-scenario pp-parked -ops N -parked M  the same beside M idle streams, each established by
+//	                                    a 1-byte echo and then with a reader blocked on both
+//	                                    ends; only the pingpong is timed
 //
 // It prints one line: "result secs=S units=U cpu=C hwm_kib=M", where secs is the wall time of
 // the scenario, cpu the user+system CPU seconds the process used meanwhile, and hwm_kib the
@@ -28,7 +33,8 @@ import (
 )
 
 var (
-	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr or idle")
+	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr, idle, pp or pp-parked")
+	benchParked   = flag.Int("parked", 1000, "bench pp-parked: idle streams beside the pingpong")
 	benchConns    = flag.Int("conns", 1, "bench bulk: streams at once")
 	benchBytes    = flag.Int64("bytes", 1<<30, "bench bulk: bytes in all")
 	benchOps      = flag.Int("ops", 10000, "bench rr: round trips; idle: streams")
@@ -111,6 +117,10 @@ func runBench() {
 		secs, cpu, units = benchRR(client, server)
 	case "idle":
 		secs, cpu, units = benchIdle(client, server)
+	case "pp":
+		secs, cpu, units = benchPingPong(client, server, 0)
+	case "pp-parked":
+		secs, cpu, units = benchPingPong(client, server, *benchParked)
 	default:
 		fail("unknown -scenario %q", *benchScenario)
 	}
@@ -269,4 +279,58 @@ func benchIdle(client, server *smux.Session) (float64, float64, int64) {
 		fail("idle: the client holds %d streams, want %d", got, n)
 	}
 	return secs, cpu, int64(n)
+}
+
+// echoBytes echoes a stream byte by byte until it ends.
+func echoBytes(st *smux.Stream) {
+	defer st.Close()
+	b := make([]byte, 1)
+	for {
+		if _, err := io.ReadFull(st, b); err != nil {
+			return
+		}
+		if _, err := st.Write(b); err != nil {
+			return
+		}
+	}
+}
+
+// benchPingPong opens `parked` idle streams (a 1-byte echo each, then a reader blocked on
+// both ends) and then times -ops round trips of a 1-byte ping on one more stream.
+func benchPingPong(client, server *smux.Session, parked int) (float64, float64, int64) {
+	serveEach(server, echoBytes)
+	b := make([]byte, 1)
+	for i := 0; i < parked; i++ {
+		st, err := client.OpenStream()
+		if err != nil {
+			fail("pp: open idle: %v", err)
+		}
+		if _, err := st.Write(b); err != nil {
+			fail("pp: idle write: %v", err)
+		}
+		if _, err := io.ReadFull(st, b); err != nil {
+			fail("pp: idle echo: %v", err)
+		}
+		go func() {
+			buf := make([]byte, 1)
+			st.Read(buf)
+		}()
+	}
+	st, err := client.OpenStream()
+	if err != nil {
+		fail("pp: open: %v", err)
+	}
+	ops := *benchOps
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	for i := 0; i < ops; i++ {
+		b[0] = byte(i)
+		if _, err := st.Write(b); err != nil {
+			fail("pp: write: %v", err)
+		}
+		if _, err := io.ReadFull(st, b); err != nil || b[0] != byte(i) {
+			fail("pp: echo: %v (%d)", err, b[0])
+		}
+	}
+	return time.Since(start).Seconds(), cpuSeconds() - cpu0, int64(ops)
 }
