@@ -1406,15 +1406,18 @@ fn print_tables(r: &Results, o: &Options) {
         println!("{line}");
     }
     // The targets of issue 11 (request/response latency and parked tasks).
-    let latency: [(
-        &str,
+    /// Name, scenario of ours, scenario of the base, ours, the base (`None`: ours), metric,
+    /// lowest ratio that meets the target.
+    type LatencyTarget = (
+        &'static str,
         Scenario,
         Scenario,
         fn(&str) -> Peer,
         Option<Peer>,
         fn(&Sample) -> f64,
         f64,
-    ); 6] = [
+    );
+    let latency: [LatencyTarget; 6] = [
         (
             "pingpong beside parked idle streams / pingpong, ours v1 ≥ 0.9",
             Scenario::PpParked,
