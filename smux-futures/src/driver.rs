@@ -69,6 +69,22 @@ impl Core {
         self.session.wants_write() || (self.input_paused && self.session.wants_read())
     }
 
+    /// Whether a drive would have nothing to do but read input: no output anywhere, input
+    /// not paused, the session open and the timer set for its next deadline. (Whether the
+    /// transport is watched for input is the wakers' to say: `Wakers::input_watched`.)
+    fn is_quiet(&self) -> bool {
+        let timer_set = match (self.session.poll_timeout(), &self.sleep) {
+            (None, _) => true,
+            (Some(deadline), Some((at, _))) => *at == deadline,
+            (Some(_), None) => false,
+        };
+        self.output_flushed()
+            && !self.input_paused
+            && !self.session.is_closed()
+            && self.session.wants_read()
+            && timer_set
+    }
+
     /// Whether output is fully handed to the transport and flushed.
     pub(crate) fn output_flushed(&self) -> bool {
         !self.session.wants_write() && self.out_idle
@@ -233,16 +249,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             let done = {
                 let mut core = self.core();
                 match op(&mut core) {
-                    Poll::Ready(result) => Some((result, core.needs_drive())),
+                    Poll::Ready(result) => Ok((result, core.needs_drive())),
                     Poll::Pending => {
                         self.wakers.park_waiter(waiter, cx.waker());
                         parked = true;
-                        None
+                        Err(core.is_quiet())
                     }
                 }
             };
             match done {
-                Some((result, needs_drive)) => {
+                Ok((result, needs_drive)) => {
                     if parked {
                         self.wakers.unpark_waiter(waiter, cx.waker());
                     }
@@ -251,7 +267,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     }
                     return Poll::Ready(result);
                 }
-                None => {
+                // Nothing to write, the timer set and the transport watched for input: a
+                // drive now would find nothing, and the readiness that ends the wait wakes
+                // the holder of the read duty (this task, the last to park, if nobody is in
+                // `drive()`).
+                Err(true) if self.wakers.input_watched() => return Poll::Pending,
+                Err(_) => {
                     if !self.drive(Some((waiter, cx.waker()))) {
                         return Poll::Pending;
                     }
@@ -488,6 +509,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     /// Reads input while the session wants it. The core lock is taken once per read: the
     /// feed of one read and the check before the next share it.
     fn pump_input(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> bool {
+        // Watched again only by a read that returns `Pending` below.
+        self.wakers.watch_input(false);
         let mut progress = false;
         let mut core = self.core();
         let was_paused = std::mem::take(&mut core.input_paused);
@@ -512,7 +535,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             let read_buf = io.read_buf.buf();
             let len = read_buf.len();
             read_buf.resize(len + want, 0);
+            // Before the read: a readiness that comes right after it unsets this again.
+            self.wakers.watch_input(true);
             let polled = Pin::new(&mut io.transport).poll_read(cx, &mut read_buf[len..]);
+            if polled.is_ready() {
+                self.wakers.watch_input(false);
+            }
             let n = match polled {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => {

@@ -26,6 +26,7 @@
 //! so the set is bounded by the futures alive, not by the futures ever polled.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Wake, Waker};
 
@@ -185,6 +186,9 @@ impl Parked {
 #[derive(Debug, Default)]
 pub(crate) struct Wakers {
     parked: Mutex<Parked>,
+    /// The transport's last read returned `Pending` (so it holds the duty waker) and no
+    /// readiness came since: a task that parks need not drive to be woken for input.
+    input_watched: AtomicBool,
 }
 
 impl Wakers {
@@ -268,9 +272,20 @@ impl Wakers {
         self.lock().on_duty = None;
     }
 
+    /// Sets whether the transport is watched for input (see `input_watched`).
+    pub(crate) fn watch_input(&self, watched: bool) {
+        self.input_watched.store(watched, Ordering::SeqCst);
+    }
+
+    /// Whether the transport holds the duty waker for input and no readiness came since.
+    pub(crate) fn input_watched(&self) -> bool {
+        self.input_watched.load(Ordering::SeqCst)
+    }
+
     /// The transport or the timer is ready: wakes the holder of the read duty. A task woken
     /// for it before that has not driven since: the duty passes to another parked task.
     pub(crate) fn wake_duty(&self) {
+        self.input_watched.store(false, Ordering::SeqCst);
         let waker = self.lock().hand_duty();
         if let Some(w) = waker {
             w.wake();
