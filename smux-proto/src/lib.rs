@@ -167,7 +167,6 @@
 
 mod config;
 mod credit;
-mod direct;
 mod error;
 mod event;
 pub mod frame;
@@ -188,12 +187,12 @@ pub use config::{
     DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAM_BUFFER, DEFAULT_MAX_STREAM_SEND_BUFFER,
 };
 pub use credit::{BUSY_FLOOR as BUSY_RECEIVE_WINDOW_FLOOR, FLOOR as RECEIVE_WINDOW_FLOOR};
-pub use direct::{DirectWrite, DIRECT_FRAMES};
 pub use error::{
     ConfigError, EncodeError, Error, OpenError, ProtocolViolation, ReadError, WriteError,
 };
 pub use event::{Event, Stats};
 pub use frame::{Cmd, Frame, FrameDecoder, Header, Version};
+pub use session::direct::{DirectWrite, DIRECT_FRAMES};
 pub use session::Session;
 pub use snapshot::{InputPause, ReceiveWindowSnapshot, SessionSnapshot, StreamSnapshot};
 pub use stream_id::{Side, StreamId};

@@ -1,0 +1,648 @@
+//! The session: one connection's protocol state, driven by the caller.
+//!
+//! Reading top to bottom: construction and getters; inputs (`handle_input`, `handle_eof`,
+//! `handle_timeout`, `handle_transport_error`); stream commands (open, accept, read, write,
+//! finish, release, close); outputs (`poll_transmit`, `poll_event`, `poll_timeout`). The
+//! machinery behind them has a file per concern: [`receive`] (frames in, reads, receive
+//! credit), [`send`] (writes, scheduling, control frames), [`timers`] (stalls, time),
+//! [`lifecycle`] (reaping streams, closing, failing) and [`direct`] (zero-copy writes).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::Config;
+use crate::credit::Credit;
+use crate::error::{Error, OpenError, ProtocolViolation, ReadError, WriteError};
+use crate::event::{Event, Stats};
+use crate::frame::{Cmd, Frame, FrameDecoder, Version};
+use crate::schedule::ReadyQueue;
+use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
+use crate::stream::{Stall, Stream, WriteHalf};
+use crate::stream_id::{Side, StreamId, StreamIdAllocator};
+
+pub(crate) mod direct;
+mod lifecycle;
+mod receive;
+mod send;
+mod timers;
+
+/// Frames are moved from stream queues into the transmit queue until it holds this much, so a
+/// burst of data never delays a control frame by more than this.
+const TRANSMIT_TARGET: usize = 256 * 1024;
+/// Allocation unit of the buffer [`Session::write`] copies into.
+const WRITE_ARENA: usize = 256 * 1024;
+/// Writes shorter than this get an allocation of their own: a chunk that keeps an arena
+/// alive (its stream blocked, say) is at least 1/16 of it.
+const WRITE_ARENA_MIN: usize = WRITE_ARENA / 16;
+
+/// Control frames waiting (refusal FINs above all) before the session stops reading input: a
+/// peer that floods SYNs and never reads our answers gets backpressure, not our memory.
+const CONTROL_QUEUE_LIMIT: usize = 4096;
+
+/// How long a version 2 stream waits for window after the peer's FIN when keepalive, whose
+/// timeout is used otherwise, is disabled (Go's default keepalive timeout).
+const STALL_TIMEOUT_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A control frame waiting to be emitted ahead of data.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Syn(StreamId),
+    Fin(StreamId),
+    /// Carries the stream's latest consumed count when emitted.
+    Upd(StreamId),
+    Nop,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Open,
+    /// `close` was called: streams are finishing and the transmit queue draining.
+    Closing,
+    Closed(Error),
+}
+
+/// The protocol state of one smux connection, client or server side.
+///
+/// See the [crate documentation](crate) for the driving contract.
+#[derive(Debug)]
+pub struct Session {
+    side: Side,
+    config: Config,
+    decoder: FrameDecoder,
+    state: State,
+    ids: StreamIdAllocator,
+    streams: HashMap<StreamId, Stream>,
+    /// Peer-opened streams not accepted yet.
+    backlog: VecDeque<StreamId>,
+    /// Unread bytes of the streams in the backlog.
+    backlog_buffered: usize,
+    events: VecDeque<Event>,
+    control: VecDeque<Control>,
+    nop_queued: bool,
+    ready: ReadyQueue,
+    outbox: crate::outbox::Outbox,
+    /// Unread bytes of all streams (the receive budget in use).
+    recv_buffered: usize,
+    /// Version 2: the windows granted to the peer, carved out of the receive budget.
+    credit: Credit,
+    /// Written, unframed bytes of all streams.
+    send_buffered: usize,
+    /// Where [`write`](Self::write) copies data: chunks are split off it, and once they are
+    /// all sent its allocation is reused, so steady writing neither allocates nor touches
+    /// cold memory.
+    write_arena: BytesMut,
+    /// Streams whose writes were refused because the session send budget was full.
+    send_waiters: Vec<StreamId>,
+    /// End of input was reported; the session ends once the input buffer is used up.
+    input_ended: bool,
+    /// Reading was paused (budget used up): the keepalive timeout does not run meanwhile.
+    input_paused: bool,
+    now: Instant,
+    last_input: Instant,
+    next_keepalive: Instant,
+    /// Streams whose FIN sits in the transmit queue.
+    fins_in_outbox: Vec<StreamId>,
+    /// Version 2 streams waiting for window after the peer's FIN, in deadline order; a
+    /// stream is in it once (see `Stall`), with the deadline it had when queued:
+    /// one that stalled again since is queued again at its new deadline when the old one
+    /// comes, so a peer granting a few bytes at a time cannot grow this per frame.
+    stall_deadlines: VecDeque<(Instant, StreamId)>,
+    stats: Stats,
+}
+
+impl Session {
+    /// A session for one end of a connection, starting at `now`.
+    pub fn new(side: Side, config: Config, now: Instant) -> Result<Session, crate::ConfigError> {
+        config.validate()?;
+        let credit = Credit::new(config.max_receive_buffer, config.max_stream_buffer);
+        Ok(Session {
+            side,
+            decoder: FrameDecoder::new(config.version),
+            outbox: crate::outbox::Outbox::new(config.version),
+            next_keepalive: now + config.keep_alive_interval,
+            config,
+            state: State::Open,
+            ids: StreamIdAllocator::new(side),
+            streams: HashMap::new(),
+            backlog: VecDeque::new(),
+            backlog_buffered: 0,
+            events: VecDeque::new(),
+            control: VecDeque::new(),
+            nop_queued: false,
+            ready: ReadyQueue::default(),
+            recv_buffered: 0,
+            credit,
+            send_buffered: 0,
+            write_arena: BytesMut::new(),
+            send_waiters: Vec::new(),
+            input_ended: false,
+            input_paused: false,
+            now,
+            last_input: now,
+            fins_in_outbox: Vec::new(),
+            stall_deadlines: VecDeque::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Getters
+
+    /// Which end this session is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Streams the session tracks: open, waiting in the backlog, or released and still sending.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Unread bytes buffered across all streams.
+    pub fn buffered_input(&self) -> usize {
+        self.recv_buffered
+    }
+
+    /// Written bytes not yet framed, across all streams.
+    pub fn buffered_output(&self) -> usize {
+        self.send_buffered
+    }
+
+    /// Why the session ended, once it has.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.state {
+            State::Closed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True once the session has ended (failed, or finished closing).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// True once [`close`](Self::close) was called or the session ended.
+    pub fn is_closing(&self) -> bool {
+        !matches!(self.state, State::Open)
+    }
+
+    /// Whether the caller should read more input and pass it to
+    /// [`handle_input`](Self::handle_input): true unless [`input_pause`](Self::input_pause)
+    /// gives a reason not to.
+    pub fn wants_read(&self) -> bool {
+        self.input_pause().is_none()
+    }
+
+    /// Why input is paused, if it is: in version 1 while the receive budget is used up (until
+    /// the application reads; version 2 bounds it with windows instead and never pauses for
+    /// it), while `accept_backlog` streams wait to be accepted or the streams waiting hold a
+    /// whole receive budget of data (until the application accepts), while too many control
+    /// frames wait to be sent (until the transport takes them), and once the session ended.
+    pub fn input_pause(&self) -> Option<InputPause> {
+        if self.is_closed() {
+            Some(InputPause::Closed)
+        } else if self.backlog.len() >= self.config.accept_backlog
+            || self.backlog_buffered >= self.config.max_receive_buffer
+        {
+            Some(InputPause::AcceptBacklog)
+        } else if self.control.len() >= CONTROL_QUEUE_LIMIT {
+            Some(InputPause::ControlQueue)
+        } else if self.config.version == Version::V1
+            && self.recv_buffered >= self.config.max_receive_buffer
+        {
+            Some(InputPause::ReceiveBudget)
+        } else {
+            None
+        }
+    }
+
+    /// The state of the session and of every stream, for debugging (O(streams)).
+    pub fn snapshot(&self) -> SessionSnapshot {
+        let v2 = self.config.version == Version::V2;
+        let mut streams: Vec<StreamSnapshot> = self
+            .streams
+            .iter()
+            .map(|(&id, s)| s.snapshot(id, v2))
+            .collect();
+        streams.sort_by_key(|s| s.id);
+        SessionSnapshot {
+            side: self.side,
+            version: self.config.version,
+            input_pause: self.input_pause(),
+            closing: self.is_closing(),
+            error: self.error().cloned(),
+            buffered_input: self.recv_buffered,
+            buffered_output: self.send_buffered,
+            receive_credit: if v2 { self.credit.reserved() } else { 0 },
+            accept_backlog: self.backlog.len(),
+            queued_control: self.control.len() + usize::from(self.nop_queued),
+            queued_transmit: self.outbox.len(),
+            stats: self.stats,
+            streams,
+        }
+    }
+
+    /// Whether [`poll_transmit`](Self::poll_transmit) has bytes to give.
+    pub fn wants_write(&self) -> bool {
+        !self.outbox.is_empty()
+            || !self.control.is_empty()
+            || self.nop_queued
+            || !self.ready.is_empty()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inputs
+
+    /// Takes every complete frame from the front of `buf` and acts on it. Payloads are split
+    /// off without copying. Stops early, leaving frames in `buf`, when
+    /// [`wants_read`](Self::wants_read) turns false; call again once it is true.
+    ///
+    /// An `Err` means the session has ended (it is also reported as [`Event::Closed`]).
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), Error> {
+        self.observe_time(now);
+        if let State::Closed(e) = &self.state {
+            return Err(e.clone());
+        }
+        loop {
+            if !self.wants_read() {
+                self.input_paused = true;
+                return Ok(());
+            }
+            let before = buf.len();
+            let frame = match self.decoder.decode(buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(violation) => return Err(self.fail(violation.into())),
+            };
+            self.stats.frames_in += 1;
+            self.stats.bytes_in += (before - buf.len()) as u64;
+            self.last_input = now;
+            if let Err(violation) = self.handle_frame(frame) {
+                return Err(self.fail(violation.into()));
+            }
+        }
+        if self.input_ended {
+            let error = if buf.is_empty() {
+                Error::PeerClosed
+            } else {
+                Error::TruncatedFrame {
+                    received: buf.len(),
+                }
+            };
+            return Err(self.fail(error));
+        }
+        Ok(())
+    }
+
+    /// Reports the end of input: the transport will deliver nothing more. `buf` holds what
+    /// [`handle_input`](Self::handle_input) has not consumed yet. Complete frames in it are
+    /// still processed (now, or by later `handle_input` calls if reading is paused); then the
+    /// session ends with [`Error::PeerClosed`], or [`Error::TruncatedFrame`] if a partial frame
+    /// remains.
+    pub fn handle_eof(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), Error> {
+        self.input_ended = true;
+        self.handle_input(now, buf)
+    }
+
+    /// Ends the session because the transport failed.
+    pub fn handle_transport_error(&mut self, error: io::Error) {
+        self.fail(Error::Transport(Arc::new(error)));
+    }
+
+    /// Advances time: sends keepalives, enforces the keepalive timeout and fails version 2
+    /// writes stalled after the peer's FIN. Call it when [`poll_timeout`](Self::poll_timeout)
+    /// is reached (calling it early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe_time(now);
+        if self.is_closed() {
+            return;
+        }
+        if !self.config.keep_alive_disabled {
+            if now >= self.next_keepalive {
+                if !self.nop_queued {
+                    self.nop_queued = true;
+                }
+                self.next_keepalive = now + self.config.keep_alive_interval;
+            }
+            if !self.input_paused && now >= self.last_input + self.config.keep_alive_timeout {
+                self.fail(Error::KeepAliveTimeout(self.config.keep_alive_timeout));
+                return;
+            }
+        }
+        while let Some(&(deadline, id)) = self.stall_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.stall_deadlines.pop_front();
+            self.expire_stall(id, deadline);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Stream commands
+
+    /// Opens a stream. Its SYN is queued at once; data can be written immediately.
+    pub fn open_stream(&mut self) -> Result<StreamId, OpenError> {
+        match &self.state {
+            State::Open => {}
+            State::Closing => return Err(OpenError::SessionClosed(Error::LocallyClosed)),
+            State::Closed(e) => return Err(OpenError::SessionClosed(e.clone())),
+        }
+        if self.streams.len() >= self.config.max_streams {
+            return Err(OpenError::TooManyStreams {
+                limit: self.config.max_streams,
+            });
+        }
+        // Skip ids a misbehaving peer may already have opened with our parity.
+        let id = loop {
+            let id = self.ids.next().ok_or(OpenError::GoAway)?;
+            if !self.streams.contains_key(&id) {
+                break id;
+            }
+        };
+        // A new stream starts read-blocked, so its first data is reported as readable.
+        self.control.push_back(Control::Syn(id));
+        self.create_stream(id);
+        self.stats.streams_opened += 1;
+        Ok(id)
+    }
+
+    /// The next stream the peer opened, if one waits in the backlog. Streams that arrived
+    /// before the session ended can still be accepted (and read to the end of what arrived);
+    /// after [`close`](Self::close) the backlog is gone.
+    pub fn accept_stream(&mut self) -> Option<StreamId> {
+        let id = self.backlog.pop_front()?;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.unaccepted = false;
+            self.backlog_buffered -= stream.recv_len();
+        }
+        self.stats.streams_accepted += 1;
+        Some(id)
+    }
+
+    /// Copies received data into `buf`.
+    ///
+    /// `Ok(0)` with a non-empty `buf` means the peer finished the stream and everything was
+    /// read (an empty `buf` always gives `Ok(0)`). [`ReadError::Blocked`] means nothing is buffered yet; a
+    /// [`Event::StreamReadable`] follows when something is.
+    pub fn read(&mut self, stream_id: StreamId, buf: &mut [u8]) -> Result<usize, ReadError> {
+        let stream = self.readable_stream(stream_id)?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if stream.recv_len() > 0 {
+            let n = stream.read_into(buf);
+            self.on_consumed(stream_id, n);
+            return Ok(n);
+        }
+        self.read_end(stream_id).map(|()| 0)
+    }
+
+    /// Takes up to `max` received bytes without copying. `Ok(None)` means the peer finished the
+    /// stream and everything was read (`max == 0` always gives an empty chunk); errors as
+    /// [`read`](Self::read).
+    pub fn read_chunk(
+        &mut self,
+        stream_id: StreamId,
+        max: usize,
+    ) -> Result<Option<Bytes>, ReadError> {
+        let stream = self.readable_stream(stream_id)?;
+        if max == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        if let Some(chunk) = stream.read_chunk(max) {
+            self.on_consumed(stream_id, chunk.len());
+            return Ok(Some(chunk));
+        }
+        self.read_end(stream_id).map(|()| None)
+    }
+
+    /// Copies as much of `data` as the send buffers take; returns the count.
+    ///
+    /// [`WriteError::Blocked`] means no room; a [`Event::StreamWritable`] follows when there
+    /// is. Writing an empty slice returns `Ok(0)`.
+    pub fn write(&mut self, stream_id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        let n = self.write_room(stream_id, data.len())?;
+        if n >= WRITE_ARENA_MIN {
+            if self.write_arena.capacity() < n {
+                // Reclaims the allocation in place when every chunk cut from it was sent.
+                self.write_arena.reserve(n.max(WRITE_ARENA));
+            }
+            self.write_arena.extend_from_slice(&data[..n]);
+            let chunk = self.write_arena.split().freeze();
+            self.enqueue(stream_id, chunk);
+        } else if n > 0 {
+            self.enqueue(stream_id, Bytes::copy_from_slice(&data[..n]));
+        }
+        Ok(n)
+    }
+
+    /// Like [`write`](Self::write) without copying: takes a prefix of `data` (a cheap slice of
+    /// it) and returns its length; the caller keeps the rest.
+    pub fn write_chunk(&mut self, stream_id: StreamId, data: &Bytes) -> Result<usize, WriteError> {
+        let n = self.write_room(stream_id, data.len())?;
+        if n > 0 {
+            self.enqueue(stream_id, data.slice(..n));
+        }
+        Ok(n)
+    }
+
+    /// Whether everything written to the stream has been framed into the transmit queue. If
+    /// not, a [`Event::StreamWritable`] follows when it has (or when it never can be).
+    ///
+    /// Once the stream's FIN was handed to the transport this is `Ok(true)` for good, even
+    /// after the session ended: everything written, FIN included, went out.
+    pub fn is_flushed(&mut self, stream_id: StreamId) -> Result<bool, WriteError> {
+        let closed = self.error().cloned();
+        let stream = self.live_stream(stream_id)?;
+        if stream.fin_transmitted {
+            return Ok(true);
+        }
+        if stream.peer_stopped_reading {
+            return Err(WriteError::PeerStoppedReading(stream_id));
+        }
+        let unsent = stream.send_len() > 0;
+        if let Some(e) = closed {
+            return Err(WriteError::SessionClosed(e));
+        }
+        if unsent {
+            stream.flush_wanted = true;
+        }
+        Ok(!unsent)
+    }
+
+    /// Half-closes the stream: FIN is sent after the data already written, and reading goes on
+    /// until the peer's FIN. Calling it again does nothing.
+    pub fn finish(&mut self, stream_id: StreamId) -> Result<(), WriteError> {
+        if self.live_stream(stream_id)?.write_half != WriteHalf::Open {
+            return Ok(());
+        }
+        if let State::Closed(e) = &self.state {
+            return Err(WriteError::SessionClosed(e.clone()));
+        }
+        self.finish_stream(stream_id);
+        Ok(())
+    }
+
+    /// The application no longer uses the stream: unread data is dropped, data already written
+    /// is still sent and followed by FIN, and the id is forgotten after that. Unknown ids are
+    /// ignored.
+    pub fn release_stream(&mut self, stream_id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&stream_id) else {
+            return;
+        };
+        if stream.released {
+            return;
+        }
+        stream.released = true;
+        let dropped = stream.discard_recv();
+        if dropped > 0 {
+            self.on_consumed(stream_id, dropped);
+        }
+        if !self.is_closed() {
+            self.finish_stream(stream_id);
+        }
+        self.reap(stream_id);
+    }
+
+    /// Closes the session gracefully: no new streams, every stream is finished after its data,
+    /// and once everything is handed to the transport the session ends with
+    /// [`Error::LocallyClosed`] (reported as [`Event::Closed`]); then close the transport.
+    /// Data already received stays readable.
+    pub fn close(&mut self) {
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        self.state = State::Closing;
+        for id in std::mem::take(&mut self.backlog) {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.unaccepted = false;
+            }
+            self.release_stream(id);
+        }
+        self.backlog_buffered = 0;
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.finish_stream(id);
+        }
+        self.check_close_complete();
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Outputs
+
+    /// Fills `dst` with the next bytes to write to the transport, in order, as slices for one
+    /// vectored write; returns how many slots were used (0: nothing to send). After writing,
+    /// report how many bytes the transport took with [`transmitted`](Self::transmitted).
+    pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.prepare_transmit();
+        self.outbox.fill(dst)
+    }
+
+    /// Frames what is ready into the transmit queue; with nothing to send, a closing session
+    /// may be done.
+    fn prepare_transmit(&mut self) {
+        if !self.is_closed() {
+            self.fill_outbox();
+            if self.outbox.is_empty() {
+                self.check_close_complete();
+            }
+        }
+    }
+
+    /// Appends everything waiting to be sent to `out` and returns the byte count: the same as
+    /// calling [`poll_transmit`](Self::poll_transmit), copying the slices and calling
+    /// [`transmitted`](Self::transmitted) until nothing is left. For in-memory transports,
+    /// tests, and drivers that copy into a buffer of their own anyway.
+    pub fn transmit_into(&mut self, out: &mut BytesMut) -> usize {
+        let mut total = 0;
+        loop {
+            let mut slices = [IoSlice::new(&[]); 32];
+            let n = self.poll_transmit(&mut slices);
+            if n == 0 {
+                return total;
+            }
+            let mut written = 0;
+            for slice in &slices[..n] {
+                out.extend_from_slice(slice);
+                written += slice.len();
+            }
+            self.transmitted(written);
+            total += written;
+        }
+    }
+
+    /// Moves the next bytes to write out of the session, as owned chunks appended to `out` in
+    /// wire order, and returns their total length (0: nothing to send). The session counts
+    /// them as handed to the transport (as [`transmitted`](Self::transmitted) would): writing
+    /// them all, in order, before anything taken later is the caller's job.
+    ///
+    /// For drivers that write outside whatever guards the session, so other tasks can use
+    /// the session during the system call. The chunks are no longer counted against
+    /// [`Config::max_send_buffer`], so take more only once the previous ones are written.
+    pub fn poll_transmit_chunks(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+        self.prepare_transmit();
+        let n = self.outbox.take(out);
+        if n > 0 {
+            self.account_transmitted(n);
+        }
+        n
+    }
+
+    /// Records that the transport accepted the first `n` bytes given by
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn transmitted(&mut self, n: usize) {
+        self.outbox.advance(n);
+        self.account_transmitted(n);
+    }
+
+    fn account_transmitted(&mut self, n: usize) {
+        self.stats.bytes_out += n as u64;
+        if self.outbox.is_empty() {
+            for id in self.fins_in_outbox.drain(..) {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.fin_transmitted = true;
+                }
+            }
+            self.check_close_complete();
+        }
+    }
+
+    /// The next thing the application should know about.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
+        if !self.config.keep_alive_disabled {
+            next = min_instant(next, self.next_keepalive);
+            if !self.input_paused && self.wants_read() {
+                next = min_instant(next, self.last_input + self.config.keep_alive_timeout);
+            }
+        }
+        next
+    }
+}
+
+fn min_instant(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}

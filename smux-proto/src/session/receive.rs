@@ -1,0 +1,310 @@
+//! Receiving: frames from the peer (SYN, FIN, PSH, UPD), reads by the application, and the
+//! version 2 receive credit the reads give back (windows granted, room for replies).
+
+use super::*;
+
+impl Session {
+    // ----------------------------------------------------------------------------------------
+    // Frame handling
+
+    pub(super) fn handle_frame(&mut self, frame: Frame) -> Result<(), ProtocolViolation> {
+        match frame {
+            Frame::Syn { stream_id } => self.on_syn(stream_id),
+            Frame::Fin { stream_id } => self.on_fin(stream_id),
+            Frame::Psh { stream_id, data } => return self.on_data(stream_id, data),
+            Frame::Nop { .. } => {}
+            Frame::Upd {
+                stream_id,
+                consumed,
+                window,
+            } => return self.on_window_update(stream_id, consumed, window),
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_syn(&mut self, id: StreamId) {
+        if self.streams.contains_key(&id) {
+            return; // Go ignores a SYN for an open stream.
+        }
+        // A full backlog never gets here: input pauses until the application accepts.
+        if !matches!(self.state, State::Open) || self.streams.len() >= self.config.max_streams {
+            self.stats.streams_refused += 1;
+            self.control.push_back(Control::Fin(id));
+            return;
+        }
+        self.create_stream(id);
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.unaccepted = true;
+        }
+        self.backlog.push_back(id);
+        self.events.push_back(Event::StreamOpened { stream_id: id });
+    }
+
+    pub(super) fn on_fin(&mut self, id: StreamId) {
+        let now = self.now;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.fin_received {
+            return;
+        }
+        stream.fin_received = true;
+        if self.config.version == Version::V2 {
+            self.credit.closed(id, &mut stream.recv_window);
+        }
+        self.notify_readable(id);
+        self.maybe_stall(id, now);
+        self.reap(id);
+    }
+
+    pub(super) fn on_data(&mut self, id: StreamId, data: Bytes) -> Result<(), ProtocolViolation> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // Unknown stream: read and dropped, as Go does.
+        };
+        if stream.fin_received {
+            return Ok(()); // Data after FIN: nobody will read it.
+        }
+        if self.config.version == Version::V2 {
+            // Beyond every window the peer may have seen, the peer is broken.
+            match stream.recv_window.on_received(data.len()) {
+                Ok(delta) => self.credit.adjust(delta as i64),
+                Err(beyond) => {
+                    return Err(ProtocolViolation::WindowExceeded {
+                        stream_id: id,
+                        buffered: usize::try_from(beyond.buffered).unwrap_or(usize::MAX),
+                        limit: usize::try_from(beyond.allowed).unwrap_or(usize::MAX),
+                    })
+                }
+            }
+            stream.recv_window.active_epoch = self.credit.epoch();
+        }
+        if stream.released {
+            // Nobody will read it; acknowledge it so the peer's writer is not stuck.
+            self.acknowledge(id, data.len());
+            return Ok(());
+        }
+        self.recv_buffered += data.len();
+        if stream.unaccepted {
+            self.backlog_buffered += data.len();
+        }
+        stream.push_recv(data);
+        self.notify_readable(id);
+        Ok(())
+    }
+
+    pub(super) fn on_window_update(
+        &mut self,
+        id: StreamId,
+        consumed: u32,
+        window: u32,
+    ) -> Result<(), ProtocolViolation> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        stream
+            .send_window
+            .on_update(consumed, window)
+            .map_err(|e| ProtocolViolation::ConsumedBeyondSent {
+                stream_id: id,
+                consumed: e.consumed,
+                sent: e.sent,
+            })?;
+        if stream.send_window.available() > 0 && matches!(stream.stall, Stall::Stalled(_)) {
+            stream.stall = Stall::Reopened;
+        }
+        self.schedule(id);
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Reading and flow control
+
+    pub(super) fn readable_stream(&mut self, id: StreamId) -> Result<&mut Stream, ReadError> {
+        match self.streams.get_mut(&id) {
+            Some(s) if !s.released => Ok(s),
+            _ => Err(ReadError::UnknownStream(id)),
+        }
+    }
+
+    /// Nothing buffered: end of stream, session error, or wait.
+    pub(super) fn read_end(&mut self, id: StreamId) -> Result<(), ReadError> {
+        let closed = match &self.state {
+            State::Closed(e) => Some(e.clone()),
+            _ => None,
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(ReadError::UnknownStream(id));
+        };
+        if stream.fin_received {
+            return Ok(());
+        }
+        if let Some(e) = closed {
+            return Err(ReadError::SessionClosed(e));
+        }
+        stream.read_blocked = true;
+        Err(ReadError::Blocked)
+    }
+
+    /// The application read `n` bytes of stream `id`: give the budget back and, in version 2,
+    /// owe the peer an UPD when Go would send one.
+    pub(super) fn on_consumed(&mut self, id: StreamId, n: usize) {
+        self.recv_buffered -= n;
+        if self.streams.get(&id).is_some_and(|s| s.unaccepted) {
+            // Read by id before it was accepted (the core allows it).
+            self.backlog_buffered -= n;
+        }
+        self.acknowledge(id, n);
+    }
+
+    /// Counts `n` bytes of stream `id` as consumed for the v2 window (read by the application,
+    /// or dropped because it released the stream) and owes the peer an UPD when Go would send
+    /// one, so the peer's writer is never left waiting on bytes nobody will read.
+    pub(super) fn acknowledge(&mut self, id: StreamId, n: usize) {
+        if self.config.version != Version::V2 {
+            return;
+        }
+        let closed = self.is_closed();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let due = stream.recv_window.on_consumed(n);
+        self.credit.consumed(n);
+        if due && !stream.fin_received && !closed {
+            self.grant(id, true);
+        }
+    }
+
+    /// Creates a stream (ours or the peer's). In version 2 it starts with Go's initial window,
+    /// shrunk by an UPD right away (after its SYN, if ours) when the budget cannot cover it.
+    pub(super) fn create_stream(&mut self, id: StreamId) {
+        let stream = Stream::new(self.credit.epoch());
+        let shrink =
+            self.config.version == Version::V2 && self.credit.opened(id, &stream.recv_window);
+        self.streams.insert(id, stream);
+        if shrink {
+            self.grant(id, false);
+        }
+    }
+
+    /// Version 2: grants stream `id` a new window (its fair share of the receive budget, or
+    /// the floor once released) and owes the peer an UPD. With `reclaim` (the stream is being
+    /// read), when the budget falls short of the fair share, first shrinks the streams holding
+    /// more than theirs.
+    pub(super) fn grant(&mut self, id: StreamId, reclaim: bool) {
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        // Grants while reading (`reclaim`) are for a busy stream; at creation it is idle.
+        let replies = self.reply_room(stream, 0);
+        let mut grant = self
+            .credit
+            .choose(id, &stream.recv_window, reclaim, replies);
+        if grant.short && reclaim && !stream.released {
+            self.reclaim(id, grant.fair);
+            let Some(stream) = self.streams.get(&id) else {
+                return;
+            };
+            grant = self.credit.choose(id, &stream.recv_window, true, replies);
+        }
+        let released = self.streams.get(&id).is_some_and(|s| s.released);
+        let window = if released {
+            self.credit.floor()
+        } else {
+            grant.window
+        };
+        self.set_window(id, window);
+    }
+
+    /// Grants `window` to stream `id` and owes the peer an UPD carrying it (one, however many
+    /// grants come before it goes out).
+    pub(super) fn set_window(&mut self, id: StreamId, window: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        self.credit.grant(id, &mut stream.recv_window, window);
+        if !stream.update_queued {
+            stream.update_queued = true;
+            self.control.push_back(Control::Upd(id));
+        }
+    }
+
+    /// Shrinks every other stream holding more than `fair` to it, and idle ones to the floor.
+    pub(super) fn reclaim(&mut self, except: StreamId, fair: u32) {
+        for id in self.credit.wide_streams() {
+            if id == except {
+                continue;
+            }
+            let Some(stream) = self.streams.get(&id) else {
+                continue;
+            };
+            let target = if self.credit.is_idle(&stream.recv_window) {
+                self.credit.floor()
+            } else {
+                fair
+            };
+            let window = target.max(self.reply_room(stream, 0));
+            if window >= stream.recv_window.window() {
+                continue;
+            }
+            self.set_window(id, window);
+        }
+    }
+
+    /// Version 2: the window `stream` needs so that the peer can answer everything we sent on
+    /// it, and `upcoming` bytes more, that we have not read back (none once it will receive
+    /// nothing more). See "Room for replies" in `credit.rs`.
+    pub(super) fn reply_room(&self, stream: &Stream, upcoming: usize) -> u32 {
+        if stream.fin_received || stream.released {
+            return 0;
+        }
+        let sent = stream.send_window.total() + upcoming as u64;
+        self.credit.reply_room(&stream.recv_window, sent)
+    }
+
+    /// Version 2: whether the window the peer knows of stream `id` lacks room to answer what
+    /// we sent on it and `upcoming` bytes more (up to the cap).
+    pub(crate) fn lacks_reply_room(&self, id: StreamId, upcoming: usize) -> bool {
+        if self.config.version != Version::V2 {
+            return false;
+        }
+        let Some(stream) = self.streams.get(&id) else {
+            return false;
+        };
+        let needed = self.reply_room(stream, upcoming);
+        let window = &stream.recv_window;
+        window.granted() < window.consumed() + u64::from(needed)
+    }
+
+    /// Version 2, before `upcoming` bytes of stream `id` (part of its queue) are framed: when
+    /// the window the peer knows cannot take its answer to them, grants one that can, with
+    /// room for the rest of the queue too (so a busy stream needs few of these), and puts the
+    /// UPD in the transmit queue now, ahead of the data.
+    pub(super) fn grant_reply_room(&mut self, id: StreamId, upcoming: usize) {
+        if !self.lacks_reply_room(id, upcoming) {
+            return;
+        }
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        let ahead = self.reply_room(stream, stream.send_len());
+        let chosen = self
+            .credit
+            .choose(id, &stream.recv_window, true, ahead)
+            .window;
+        self.set_window(id, chosen);
+        self.transmit_update_now(id);
+    }
+
+    pub(super) fn notify_readable(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.read_blocked {
+                stream.read_blocked = false;
+                self.events
+                    .push_back(Event::StreamReadable { stream_id: id });
+            }
+        }
+    }
+}

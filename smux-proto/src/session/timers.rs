@@ -1,0 +1,76 @@
+//! Time: version 2 writes stalled after the peer's FIN, and what the session notes when time
+//! passes (keepalive and the keepalive timeout are in `handle_timeout`).
+
+use super::*;
+
+impl Session {
+    // ----------------------------------------------------------------------------------------
+    // Version 2 stalls after the peer's FIN
+
+    /// A version 2 stream whose peer sent FIN and whose window is shut may never get an UPD (a
+    /// Go peer forgets a stream when it closes it). Give it the keepalive timeout.
+    pub(super) fn maybe_stall(&mut self, id: StreamId, now: Instant) {
+        if self.config.version != Version::V2 {
+            return;
+        }
+        let timeout = if self.config.keep_alive_disabled {
+            STALL_TIMEOUT_WITHOUT_KEEPALIVE
+        } else {
+            self.config.keep_alive_timeout
+        };
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.fin_received
+                && stream.send_len() > 0
+                && stream.send_window.available() == 0
+                && !matches!(stream.stall, Stall::Stalled(_))
+            {
+                let deadline = now + timeout;
+                if stream.stall == Stall::Clear {
+                    self.stall_deadlines.push_back((deadline, id));
+                }
+                stream.stall = Stall::Stalled(deadline);
+            }
+        }
+    }
+
+    /// The queued stall deadline `deadline` of stream `id` has come.
+    pub(super) fn expire_stall(&mut self, id: StreamId, deadline: Instant) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match stream.stall {
+            Stall::Stalled(current) if current == deadline => {}
+            Stall::Stalled(later) => {
+                // The window opened and the stream stalled again: wait for the new deadline.
+                // It is older than the deadlines queued after the stream stalled again, so it
+                // goes before them.
+                let at = self.stall_deadlines.partition_point(|&(d, _)| d <= later);
+                self.stall_deadlines.insert(at, (later, id));
+                return;
+            }
+            Stall::Reopened | Stall::Clear => {
+                stream.stall = Stall::Clear;
+                return;
+            }
+        }
+        stream.stall = Stall::Clear;
+        stream.peer_stopped_reading = true;
+        let dropped = stream.discard_send();
+        self.events
+            .push_back(Event::StreamWritable { stream_id: id });
+        self.release_send_budget(dropped);
+        self.fin_if_drained(id);
+        self.reap(id);
+    }
+
+    /// Notes the time; while input is paused the keepalive timeout restarts from now.
+    pub(super) fn observe_time(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+        if self.input_paused || !self.wants_read() {
+            self.last_input = self.last_input.max(now);
+        }
+        self.input_paused = !self.wants_read();
+    }
+}
