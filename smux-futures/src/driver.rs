@@ -15,15 +15,16 @@ use std::io;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
-use smux_proto::{Error, Event, Session, StreamId, DIRECT_FRAMES};
+use smux_proto::{advance_chunks, Error, Event, Session, StreamId, DIRECT_FRAMES};
 
 use crate::recycle::Recycler;
+use crate::sync::lock;
 use crate::timer::{Sleep, Timer};
 use crate::wakers::{Duty, Slot, Waiter, Wakers};
 
@@ -173,10 +174,6 @@ pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     /// Acquisitions of the core lock (tests measure them per round trip).
     #[cfg(test)]
     core_locks: std::sync::atomic::AtomicUsize,
-}
-
-fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
@@ -481,7 +478,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             let failed = match Pin::new(&mut io.transport).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => io::ErrorKind::WriteZero.into(),
                 Poll::Ready(Ok(written)) => {
-                    advance(&mut io.out, written);
+                    advance_chunks(&mut io.out, written);
                     io.needs_flush = true;
                     progress = true;
                     continue;
@@ -612,21 +609,5 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Drop for Driver<T> {
         // Last handle gone: close gracefully as far as the transport takes it without waiting.
         self.with(|core| core.session.close());
         self.drop_drive();
-    }
-}
-
-/// Drops the first `n` bytes of `out`.
-fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = out.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            out.pop_front();
-        } else {
-            front.advance(n);
-            return;
-        }
     }
 }

@@ -21,6 +21,7 @@ mod driver;
 mod mux;
 mod recycle;
 mod stream;
+mod sync;
 pub mod test_util;
 #[cfg(test)]
 mod tests;

@@ -103,7 +103,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
         let id = self.id;
         self.shared
             .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| {
-                match core.session.is_flushed(id) {
+                match core.session.poll_flushed(id) {
                     // After the session failed, `Ok(true)` means the FIN had been handed over
                     // (what the driver still held was dropped with the transport).
                     Ok(true) if core.output_flushed() || core.failed() => Poll::Ready(Ok(())),

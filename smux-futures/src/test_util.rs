@@ -7,7 +7,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
@@ -31,7 +31,7 @@ struct Pipe {
 type Shared = Arc<Mutex<Pipe>>;
 
 fn lock(p: &Shared) -> std::sync::MutexGuard<'_, Pipe> {
-    p.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::sync::lock(p)
 }
 
 /// One end of an in-memory duplex connection.

@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
 use smux_proto::StreamId;
@@ -193,7 +193,7 @@ pub(crate) struct Wakers {
 
 impl Wakers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Parked> {
-        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.parked)
     }
 
     /// A new connection-wide waiter identity, for one `accept`, `drive` or `close` future.

@@ -192,6 +192,7 @@ pub use error::{
 };
 pub use event::{Event, Stats};
 pub use frame::{Cmd, Frame, FrameDecoder, Header, Version};
+pub use outbox::advance_chunks;
 pub use session::direct::{DirectWrite, DIRECT_FRAMES};
 pub use session::Session;
 pub use snapshot::{InputPause, ReceiveWindowSnapshot, SessionSnapshot, StreamSnapshot};

@@ -139,18 +139,7 @@ impl Outbox {
         self.seal();
         n = n.min(self.len);
         self.len -= n;
-        while n > 0 {
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            if front.len() <= n {
-                n -= front.len();
-                self.queue.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
+        advance_chunks(&mut self.queue, n);
     }
 
     /// Discards everything (the session failed).
@@ -158,6 +147,24 @@ impl Outbox {
         self.queue.clear();
         self.scratch.clear();
         self.len = 0;
+    }
+}
+
+/// Drops the first `n` bytes of `chunks` (all of them if they hold fewer): for a driver that
+/// took output with [`Session::poll_transmit_chunks`](crate::Session::poll_transmit_chunks)
+/// and wrote part of it.
+pub fn advance_chunks(chunks: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = chunks.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            chunks.pop_front();
+        } else {
+            front.advance(n);
+            return;
+        }
     }
 }
 

@@ -461,12 +461,13 @@ impl Session {
         Ok(n)
     }
 
-    /// Whether everything written to the stream has been framed into the transmit queue. If
-    /// not, a [`Event::StreamWritable`] follows when it has (or when it never can be).
+    /// Whether everything written to the stream has been framed into the transmit queue; if
+    /// not, registers interest: a [`Event::StreamWritable`] follows when it has (or when it
+    /// never can be). Like a `poll_*` method, it is a check that asks to be told.
     ///
     /// Once the stream's FIN was handed to the transport this is `Ok(true)` for good, even
     /// after the session ended: everything written, FIN included, went out.
-    pub fn is_flushed(&mut self, stream_id: StreamId) -> Result<bool, WriteError> {
+    pub fn poll_flushed(&mut self, stream_id: StreamId) -> Result<bool, WriteError> {
         let closed = self.error().cloned();
         let stream = self.live_stream(stream_id)?;
         if stream.fin_transmitted {
@@ -548,6 +549,7 @@ impl Session {
     /// Fills `dst` with the next bytes to write to the transport, in order, as slices for one
     /// vectored write; returns how many slots were used (0: nothing to send). After writing,
     /// report how many bytes the transport took with [`transmitted`](Self::transmitted).
+    #[must_use]
     pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.prepare_transmit();
         self.outbox.fill(dst)
@@ -594,6 +596,7 @@ impl Session {
     /// For drivers that write outside whatever guards the session, so other tasks can use
     /// the session during the system call. The chunks are no longer counted against
     /// [`Config::max_send_buffer`], so take more only once the previous ones are written.
+    #[must_use]
     pub fn poll_transmit_chunks(&mut self, out: &mut VecDeque<Bytes>) -> usize {
         self.prepare_transmit();
         let n = self.outbox.take(out);
@@ -623,11 +626,13 @@ impl Session {
     }
 
     /// The next thing the application should know about.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.is_closed() {
             return None;

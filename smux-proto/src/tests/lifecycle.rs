@@ -465,10 +465,10 @@ fn a_transmitted_fin_stays_flushed_after_the_session_ends() {
     // The first stream's data and FIN went out before the end: finishing and flushing it
     // again succeed. The second one's did not: both report the session error.
     assert!(pair.client.finish(done).is_ok());
-    assert!(matches!(pair.client.is_flushed(done), Ok(true)));
+    assert!(matches!(pair.client.poll_flushed(done), Ok(true)));
     assert!(pair.client.finish(pending).is_ok(), "finish is idempotent");
     assert!(matches!(
-        pair.client.is_flushed(pending),
+        pair.client.poll_flushed(pending),
         Err(WriteError::SessionClosed(Error::PeerClosed))
     ));
 }
@@ -523,7 +523,10 @@ fn transmit_chunks_match_transmit_slices() {
     assert_eq!(got, &expected[..]);
     assert!(!by_chunks.client.wants_write());
     assert_eq!(by_chunks.client.stats().bytes_out, got.len() as u64);
-    assert!(by_chunks.client.is_flushed(id).unwrap(), "FIN handed over");
+    assert!(
+        by_chunks.client.poll_flushed(id).unwrap(),
+        "FIN handed over"
+    );
     let frames = frames(&got, Version::V1);
     assert_eq!(frames.last(), Some(&Frame::Fin { stream_id: id }));
 }
