@@ -170,6 +170,7 @@ mod credit;
 mod error;
 mod event;
 pub mod frame;
+pub mod manual;
 mod outbox;
 mod schedule;
 mod session;

@@ -195,3 +195,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncWrite for MuxStream<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// The repository README's Rust examples, compiled as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
