@@ -87,18 +87,9 @@ fn config(version: Version) -> MuxConfig {
     }
 }
 
-/// Deterministic test data, different for each seed and never periodic at frame sizes (so
-/// reordered or repeated frames are caught).
+/// Deterministic test data, different for each seed.
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    smux_test_support::payload(u64::from(seed), len)
 }
 
 /// A client and a server over an in-memory duplex.

@@ -169,17 +169,7 @@ fn side_name(side: usize) -> &'static str {
 fn data_byte(id: StreamId, writer: usize, off: usize) -> u8 {
     static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
     const LEN: usize = 65_521; // prime
-    let table = TABLE.get_or_init(|| {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        (0..LEN)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    });
+    let table = TABLE.get_or_init(|| smux_test_support::payload(1, LEN));
     let salt = (id.as_u32() as usize).wrapping_mul(7919) + writer * 104_729;
     table[(off + salt) % LEN] ^ ((off / LEN) as u8).wrapping_mul(37)
 }

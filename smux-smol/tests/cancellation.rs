@@ -10,6 +10,7 @@ use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
+use smux_interop::{payload, XorShift};
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 
 type TcpMux = Mux<TcpStream>;
@@ -24,23 +25,16 @@ fn run(body: impl Future<Output = ()>) {
     }));
 }
 
-/// xorshift64.
-struct Rng(u64);
+/// The shared generator, with the deadlines of this file.
+struct Rng(XorShift);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        Rng(XorShift::new(seed))
     }
 
     fn up_to(&mut self, max: usize) -> usize {
-        (self.next() % (max as u64 + 1)) as usize
+        self.0.up_to(max)
     }
 
     /// Zero (the future gets one poll), or up to a millisecond.
@@ -61,11 +55,6 @@ async fn or_cancel<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T
             None
         })
         .await
-}
-
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    (0..len).map(|_| rng.next() as u8).collect()
 }
 
 async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {

@@ -9,6 +9,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
+use smux_interop::{Checksum, XorShift};
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 
 type TcpMux = Mux<TcpStream>;
@@ -24,66 +25,6 @@ fn run(name: &str, limit: Duration, body: impl Future<Output = ()>) {
         panic!("{name}: timed out after {limit:?}");
     }));
     eprintln!("{name}: {:.2?}", started.elapsed());
-}
-
-/// xorshift64: a tiny deterministic PRNG.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // Mix the seed so that small seeds do not give similar sequences; never zero.
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform-ish in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = vec![0; len];
-        self.fill(&mut v);
-        v
-    }
-}
-
-/// FNV-1a, 64 bits, fed incrementally.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Checksum(u64);
-
-impl Checksum {
-    fn new() -> Self {
-        Checksum(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn of(data: &[u8]) -> Self {
-        let mut c = Checksum::new();
-        c.update(data);
-        c
-    }
 }
 
 fn config(version: Version) -> MuxConfig {
@@ -235,7 +176,7 @@ fn skewed_size(rng: &mut XorShift, i: usize) -> usize {
     if i == 0 {
         return 1024 * 1024;
     }
-    match rng.next() % 100 {
+    match rng.next_u64() % 100 {
         0..80 => rng.range(0, 4 * 1024),
         80..97 => rng.range(4 * 1024, 64 * 1024),
         _ => rng.range(64 * 1024, 1024 * 1024),

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use smux_interop::{checksum, payload, XorShift};
 use smux_tokio::{Mux, MuxConfig, MuxStream, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -24,23 +25,16 @@ const HANG: Duration = Duration::from_secs(30);
 // ------------------------------------------------------------------------------------------------
 // Helpers
 
-/// xorshift64.
-struct Rng(u64);
+/// The shared generator, with the deadlines of this file.
+struct Rng(XorShift);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        Rng(XorShift::new(seed))
     }
 
     fn up_to(&mut self, max: usize) -> usize {
-        (self.next() % (max as u64 + 1)) as usize
+        self.0.up_to(max)
     }
 
     /// A short deadline for a future about to be cancelled: often zero (one poll, then
@@ -52,17 +46,6 @@ impl Rng {
             _ => Duration::from_micros(self.up_to(1000) as u64),
         }
     }
-}
-
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    (0..len).map(|_| rng.next() as u8).collect()
-}
-
-fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 async fn mux_pair(client: MuxConfig, server: MuxConfig) -> (TcpMux, TcpMux) {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use smux_interop::{checksum, payload};
 use smux_tokio::proto::{Cmd, Error as SmuxError, ProtocolViolation};
 use smux_tokio::{InputPause, Mux, MuxConfig, MuxStream, Side, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,26 +91,6 @@ fn take_frames(buf: &mut Vec<u8>) -> Vec<(u8, u32, Vec<u8>)> {
 
 // ------------------------------------------------------------------------------------------------
 // Data helpers
-
-/// `len` pseudo-random bytes (xorshift64) determined by `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// FNV-1a, 64 bits.
-fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
 
 /// Resident set size of this process, from /proc/self/status.
 fn rss_bytes() -> usize {

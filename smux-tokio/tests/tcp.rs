@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use smux_interop::{checksum, payload, XorShift};
 use smux_tokio::{Mux, MuxConfig, MuxStream, Side, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,51 +25,6 @@ const HANG: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
-
-/// xorshift64: deterministic pseudo-random numbers for sizes and payloads.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // Spread small seeds over the state and keep it non-zero.
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `0..=max` (modulo bias is irrelevant here).
-    fn up_to(&mut self, max: usize) -> usize {
-        (self.next_u64() % (max as u64 + 1)) as usize
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-}
-
-/// `len` pseudo-random bytes determined by `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut data = vec![0; len];
-    XorShift::new(seed).fill(&mut data);
-    data
-}
-
-/// FNV-1a, 64 bits.
-fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
 
 fn config(version: Version) -> MuxConfig {
     MuxConfig {

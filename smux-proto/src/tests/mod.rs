@@ -172,25 +172,7 @@ pub(crate) fn read_available(
     }
 }
 
-/// Deterministic pseudo-random bytes.
-pub(crate) fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A cheap order-sensitive checksum (FNV-1a).
-pub(crate) fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
+pub(crate) use smux_test_support::{checksum, payload as pattern};
 
 /// Decodes every frame in `bytes`.
 pub(crate) fn frames(bytes: &[u8], version: Version) -> Vec<Frame> {
