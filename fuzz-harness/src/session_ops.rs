@@ -308,20 +308,25 @@ impl World {
             .map(|o| pattern(i, id, written + o))
             .collect();
         let s = &mut self.ends[i].s;
-        let write = match s.begin_direct_write(id, data.len()) {
+        let waiting = s.wants_write();
+        let write = match s.begin_direct_write(id, &data) {
             Ok(Some(write)) => write,
             // Not possible now, or an error: a plain write reports the same, with the checks.
             Ok(None) | Err(_) => return self.write(i, k, len, false),
         };
-        assert!(!s.wants_write(), "direct write while output waits");
+        assert!(!waiting, "direct write while output waits");
+        assert!(
+            !s.wants_write(),
+            "output offered while a direct write is in flight"
+        );
         assert!(!write.is_empty() && write.len() <= data.len());
         let take = usize::from(take).min(write.wire_len());
         let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
-        let n = write.slices(&data, &mut slices);
+        let n = write.slices(&mut slices);
         let mut out: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
         assert_eq!(out.len(), write.wire_len());
         out.truncate(take);
-        let accepted = s.end_direct_write(write, take, &data);
+        let accepted = s.end_direct_write(write, take);
         assert!(take == 0 || accepted > 0, "bytes went out, none accepted");
         self.tracks.entry((i, id)).or_default().written += accepted as u64;
         if take > 0 {

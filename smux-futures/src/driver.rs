@@ -292,14 +292,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             self.drive_if_asked();
             return None;
         }
-        let begun = self.core().session.begin_direct_write(id, data.len());
+        let begun = self.core().session.begin_direct_write(id, data);
         let Ok(Some(write)) = begun else {
             drop(io);
             self.drive_if_asked();
             return None;
         };
         let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
-        let n = write.slices(data, &mut slices);
+        let n = write.slices(&mut slices);
         let mut cx = Context::from_waker(&self.duty);
         let (written, failed) =
             match Pin::new(&mut io.transport).poll_write_vectored(&mut cx, &slices[..n]) {
@@ -310,7 +310,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             };
         let accepted = {
             let mut core = self.core();
-            let accepted = core.session.end_direct_write(write, written, data);
+            let accepted = core.session.end_direct_write(write, written);
             if let Some(e) = failed {
                 core.session.handle_transport_error(e);
             }

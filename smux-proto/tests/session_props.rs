@@ -658,26 +658,28 @@ impl Harness {
     /// When a direct write is not possible, a plain write with the same checks.
     fn write_direct(&mut self, side: usize, i: usize, len: usize, take: usize) -> R {
         let id = self.streams[i].id;
-        let write = match self.s[side].begin_direct_write(id, len) {
+        let payload = data(id, side, self.streams[i].written[side], len);
+        let waiting = self.s[side].wants_write();
+        let write = match self.s[side].begin_direct_write(id, &payload) {
             Ok(Some(write)) => write,
             // Not possible now, or an error: `write` reports the same errors, with the checks.
             Ok(None) | Err(_) => return self.write(side, i, len, false),
         };
+        prop_assert!(!waiting, "direct write while output waits");
         prop_assert!(
             !self.s[side].wants_write(),
-            "direct write while output waits"
+            "output offered while a direct write is in flight"
         );
         prop_assert!(!write.is_empty() && write.len() <= len);
-        let payload = data(id, side, self.streams[i].written[side], write.len());
         let take = take.min(write.wire_len());
         let mut slices = vec![IoSlice::new(&[]); 2 * smux_proto::DIRECT_FRAMES];
-        let n = write.slices(&payload, &mut slices);
+        let n = write.slices(&mut slices);
         let mut bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
         prop_assert_eq!(bytes.len(), write.wire_len());
         bytes.truncate(take);
         let start = self.s[side].stats().bytes_out;
         prop_assert_eq!(self.wire[side].seen, start, "wire monitor out of step");
-        let accepted = self.s[side].end_direct_write(write, take, &payload);
+        let accepted = self.s[side].end_direct_write(write, take);
         prop_assert_eq!(
             self.s[side].stats().bytes_out,
             start + take as u64,

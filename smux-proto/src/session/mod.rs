@@ -111,6 +111,8 @@ pub struct Session {
     /// one that stalled again since is queued again at its new deadline when the old one
     /// comes, so a peer granting a few bytes at a time cannot grow this per frame.
     stall_deadlines: VecDeque<(Instant, StreamId)>,
+    /// A direct write was begun and not ended yet: no other output until it is.
+    direct_in_flight: bool,
     stats: Stats,
 }
 
@@ -145,6 +147,7 @@ impl Session {
             last_input: now,
             fins_in_outbox: Vec::new(),
             stall_deadlines: VecDeque::new(),
+            direct_in_flight: false,
             stats: Stats::default(),
         })
     }
@@ -258,10 +261,11 @@ impl Session {
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has bytes to give.
     pub fn wants_write(&self) -> bool {
-        !self.outbox.is_empty()
-            || !self.control.is_empty()
-            || self.nop_queued
-            || !self.ready.is_empty()
+        !self.direct_in_flight
+            && (!self.outbox.is_empty()
+                || !self.control.is_empty()
+                || self.nop_queued
+                || !self.ready.is_empty())
     }
 
     // ----------------------------------------------------------------------------------------
@@ -551,6 +555,9 @@ impl Session {
     /// report how many bytes the transport took with [`transmitted`](Self::transmitted).
     #[must_use]
     pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        if self.direct_in_flight {
+            return 0;
+        }
         self.prepare_transmit();
         self.outbox.fill(dst)
     }
@@ -598,6 +605,9 @@ impl Session {
     /// [`Config::max_send_buffer`], so take more only once the previous ones are written.
     #[must_use]
     pub fn poll_transmit_chunks(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+        if self.direct_in_flight {
+            return 0;
+        }
         self.prepare_transmit();
         let n = self.outbox.take(out);
         if n > 0 {
