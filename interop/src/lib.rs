@@ -5,8 +5,8 @@
 //! - [`go`]: builds the Go peer (`go-peer/main.go`, on Go's own `github.com/xtaci/smux`) once
 //!   per test process, spawns it and reads what it reports.
 //! - [`payload`], [`checksum`], [`XorShift`]: deterministic test data and its FNV-1a checksum.
-//! - [`soak`]: the stream plans of the loss-free soak tests of `smux-tokio` and `smux-smol`
-//!   (which use this crate as a dev-dependency).
+//! - [`runtime`]: tokio and smol, each with its smux adapter, behind one trait, for the
+//!   tests that run every scenario on both.
 //! - [`workload`]: buffer configurations, the progress counter and the stall report texts of
 //!   the workload matrix (`tests/workloads.rs`).
 
@@ -14,7 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod go;
-pub mod soak;
+pub mod runtime;
 pub mod workload;
 
 pub use smux_test_support::{checksum, payload, Checksum, XorShift};

@@ -31,7 +31,6 @@
 //! our FIN arrives. So in version 2 we send FIN only after reading the whole echo; in version
 //! 1 we write everything, send FIN at once, and read the echo after (a true half-close).
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -43,8 +42,9 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smux_interop::go::{self, GoOutput, GoPeer};
+use smux_interop::runtime::{Runtime, Smol, Tokio};
 use smux_interop::{checksum, payload, Checksum, XorShift};
-use smux_proto::{Config as MuxConfig, Side, Stats, StreamId, Version};
+use smux_proto::{Config as MuxConfig, Side, StreamId, Version};
 
 /// Longest a scenario may take before it counts as hung.
 const HANG: Duration = Duration::from_secs(90);
@@ -54,97 +54,22 @@ const GO_EXIT: Duration = Duration::from_secs(30);
 // ------------------------------------------------------------------------------------------------
 // The runtime abstraction
 
-/// An async runtime with its smux adapter. Streams are seen through the `futures::io` traits
-/// (tokio's through `tokio_util::compat`).
-trait Env: Sized + 'static {
-    /// For messages.
-    const NAME: &'static str;
-    type Mux: Clone + Send + Sync + 'static;
+/// A runtime with its smux adapter (see `smux_interop::runtime`), its streams seen through
+/// the `futures::io` traits (tokio's through `tokio_util::compat`).
+trait Env: Runtime {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    fn block_on<F: Future>(future: F) -> F::Output;
-    /// Spawns a task; the returned future gives its output (and re-raises its panic).
-    fn spawn<F>(future: F) -> BoxFuture<'static, F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static;
-    fn sleep(duration: Duration) -> BoxFuture<'static, ()>;
-    /// Runs blocking code on a thread pool.
-    fn unblock<R, F>(f: F) -> BoxFuture<'static, R>
-    where
-        R: Send + 'static,
-        F: FnOnce() -> R + Send + 'static;
-    /// A mux over a connected std TCP socket (called on the runtime).
-    fn new_mux(tcp: std::net::TcpStream, side: Side, config: MuxConfig) -> Self::Mux;
     fn connect(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>>;
     fn accept(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>>;
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>>;
-    fn stats(mux: &Self::Mux) -> Stats;
-    fn is_closed(mux: &Self::Mux) -> bool;
     fn id(stream: &Self::Stream) -> StreamId;
     /// Hands all of `data` to the session at once (no copy, no direct write).
     fn write_chunk(stream: &mut Self::Stream, data: bytes::Bytes) -> BoxFuture<'_, io::Result<()>>;
 }
 
-/// smux-tokio on a multi-thread runtime with two workers.
-struct Tokio;
-
 type TokioStream = tokio_util::compat::Compat<smux_tokio::MuxStream<tokio::net::TcpStream>>;
 
 impl Env for Tokio {
-    const NAME: &'static str = "tokio";
-    type Mux = smux_tokio::Mux<tokio::net::TcpStream>;
     type Stream = TokioStream;
-
-    fn block_on<F: Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    fn spawn<F>(future: F) -> BoxFuture<'static, F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let handle = tokio::spawn(future);
-        Box::pin(async move {
-            match handle.await {
-                Ok(output) => output,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => panic!("task failed: {e}"),
-            }
-        })
-    }
-
-    fn sleep(duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(duration))
-    }
-
-    fn unblock<R, F>(f: F) -> BoxFuture<'static, R>
-    where
-        R: Send + 'static,
-        F: FnOnce() -> R + Send + 'static,
-    {
-        let handle = tokio::task::spawn_blocking(f);
-        Box::pin(async move {
-            match handle.await {
-                Ok(output) => output,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => panic!("blocking task failed: {e}"),
-            }
-        })
-    }
-
-    fn new_mux(tcp: std::net::TcpStream, side: Side, config: MuxConfig) -> Self::Mux {
-        tcp.set_nonblocking(true).unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
-        smux_tokio::Mux::new(tcp, side, config).unwrap()
-    }
 
     fn connect(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>> {
         use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -158,19 +83,6 @@ impl Env for Tokio {
         Box::pin(async move { mux.accept().await.map(|s| s.compat()) })
     }
 
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
-    }
-
-    fn is_closed(mux: &Self::Mux) -> bool {
-        mux.is_closed()
-    }
-
     fn id(stream: &Self::Stream) -> StreamId {
         stream.get_ref().id()
     }
@@ -180,78 +92,8 @@ impl Env for Tokio {
     }
 }
 
-/// smux-smol on smol: each test has an executor of its own, run by the test thread and two
-/// workers (smol's global executor has a single thread shared by every test of the process,
-/// where a busy test could starve another one's keepalive).
-struct Smol;
-
-thread_local! {
-    /// The executor of the test this thread works for.
-    static SMOL_EXECUTOR: RefCell<Option<Arc<smol::Executor<'static>>>> = const { RefCell::new(None) };
-}
-
 impl Env for Smol {
-    const NAME: &'static str = "smol";
-    type Mux = smux_smol::Mux<smol::net::TcpStream>;
     type Stream = smux_smol::MuxStream<smol::net::TcpStream>;
-
-    fn block_on<F: Future>(future: F) -> F::Output {
-        let executor = Arc::new(smol::Executor::new());
-        let set = |executor: &Arc<smol::Executor<'static>>| {
-            SMOL_EXECUTOR.with(|cell| *cell.borrow_mut() = Some(executor.clone()));
-        };
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        std::thread::scope(|scope| {
-            for _ in 0..2 {
-                let executor = executor.clone();
-                let stopped = stopped.clone();
-                scope.spawn(move || {
-                    set(&executor);
-                    // Runs tasks until `stop` is dropped (also when the test panics).
-                    let _ = smol::block_on(executor.run(stopped.recv()));
-                });
-            }
-            set(&executor);
-            let output = smol::block_on(executor.run(future));
-            SMOL_EXECUTOR.with(|cell| cell.borrow_mut().take());
-            drop(stop);
-            output
-        })
-    }
-
-    fn spawn<F>(future: F) -> BoxFuture<'static, F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let executor = SMOL_EXECUTOR
-            .with(|cell| cell.borrow().clone())
-            .expect("spawn outside of a test's executor");
-        Box::pin(executor.spawn(future))
-    }
-
-    fn sleep(duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            smol::Timer::after(duration).await;
-        })
-    }
-
-    fn unblock<R, F>(f: F) -> BoxFuture<'static, R>
-    where
-        R: Send + 'static,
-        F: FnOnce() -> R + Send + 'static,
-    {
-        Box::pin(smol::unblock(f))
-    }
-
-    fn new_mux(tcp: std::net::TcpStream, side: Side, config: MuxConfig) -> Self::Mux {
-        tcp.set_nodelay(true).unwrap();
-        let tcp = smol::net::TcpStream::try_from(tcp).unwrap();
-        match side {
-            Side::Client => smux_smol::client(tcp, config).unwrap(),
-            Side::Server => smux_smol::server(tcp, config).unwrap(),
-        }
-    }
 
     fn connect(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>> {
         let mux = mux.clone();
@@ -261,19 +103,6 @@ impl Env for Smol {
     fn accept(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>> {
         let mux = mux.clone();
         Box::pin(async move { mux.accept().await })
-    }
-
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
-    }
-
-    fn is_closed(mux: &Self::Mux) -> bool {
-        mux.is_closed()
     }
 
     fn id(stream: &Self::Stream) -> StreamId {

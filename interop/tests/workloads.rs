@@ -51,7 +51,6 @@
 //! left out (see [`sizes`]), except for the headline case, which runs in full in both:
 //! `go_v2_client_echoes_64_streams_of_1_mib_through_our_tokio_server`.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -63,9 +62,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Either};
 use smux_interop::go::{self, GoOutput, GoPeer};
+use smux_interop::runtime::{Runtime, Smol, Tokio};
 use smux_interop::workload::{describe_snapshot, summarize_goroutines, Buffers, Progress, STALL};
 use smux_interop::{payload, XorShift};
-use smux_proto::{Config as MuxConfig, SessionSnapshot, Side, Stats, Version};
+use smux_proto::{Config as MuxConfig, SessionSnapshot, Side, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Longest a case may take in all, even while it makes progress.
@@ -93,33 +93,16 @@ const ECHO_CHUNK: usize = 32 * 1024;
 // ------------------------------------------------------------------------------------------------
 // The runtime abstraction
 
-/// An async runtime with its smux adapter; streams and sockets are seen through tokio's
-/// traits (smol's through `tokio_util::compat`), so that `copy_bidirectional` works on both.
-trait Env: Sized + 'static {
-    const NAME: &'static str;
-    type Mux: Clone + Send + Sync + 'static;
+/// A runtime with its smux adapter (see `smux_interop::runtime`), its streams and sockets seen
+/// through tokio's traits (smol's through `tokio_util::compat`), so that
+/// `copy_bidirectional` works on both.
+trait Env: Runtime {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     type Listener: Send + Sync + 'static;
 
-    fn block_on<F: Future>(future: F) -> F::Output;
-    /// Spawns a task; the returned future gives its output (and re-raises its panic).
-    fn spawn<F>(future: F) -> BoxFuture<'static, F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static;
-    /// Spawns a task that runs on its own (it ends with the case's runtime).
-    fn detach<F>(future: F)
-    where
-        F: Future<Output = ()> + Send + 'static;
-    fn sleep(duration: Duration) -> BoxFuture<'static, ()>;
-    /// A mux over a connected std TCP socket (called on the runtime).
-    fn new_mux(tcp: std::net::TcpStream, side: Side, config: MuxConfig) -> Self::Mux;
     fn connect(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>>;
     fn accept(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>>;
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>>;
-    fn snapshot(mux: &Self::Mux) -> SessionSnapshot;
-    fn stats(mux: &Self::Mux) -> Stats;
     /// A TCP listener on a free loopback port (called on the runtime).
     fn listen() -> (Arc<Self::Listener>, SocketAddr);
     fn tcp_accept(listener: &Arc<Self::Listener>) -> BoxFuture<'static, io::Result<Self::Tcp>>;
@@ -141,57 +124,10 @@ fn std_listener() -> (std::net::TcpListener, SocketAddr) {
     (listener, addr)
 }
 
-/// smux-tokio on a multi-thread runtime with two workers.
-struct Tokio;
-
 impl Env for Tokio {
-    const NAME: &'static str = "tokio";
-    type Mux = smux_tokio::Mux<tokio::net::TcpStream>;
     type Stream = smux_tokio::MuxStream<tokio::net::TcpStream>;
     type Tcp = tokio::net::TcpStream;
     type Listener = tokio::net::TcpListener;
-
-    fn block_on<F: Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    fn spawn<F>(future: F) -> BoxFuture<'static, F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let handle = tokio::spawn(future);
-        Box::pin(async move {
-            match handle.await {
-                Ok(output) => output,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => panic!("task failed: {e}"),
-            }
-        })
-    }
-
-    fn detach<F>(future: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        drop(tokio::spawn(future));
-    }
-
-    fn sleep(duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(duration))
-    }
-
-    fn new_mux(tcp: std::net::TcpStream, side: Side, config: MuxConfig) -> Self::Mux {
-        tcp.set_nonblocking(true).unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
-        smux_tokio::Mux::new(tcp, side, config).unwrap()
-    }
 
     fn connect(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>> {
         let mux = mux.clone();
@@ -201,19 +137,6 @@ impl Env for Tokio {
     fn accept(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>> {
         let mux = mux.clone();
         Box::pin(async move { mux.accept().await })
-    }
-
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
-        mux.snapshot()
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
     }
 
     fn listen() -> (Arc<Self::Listener>, SocketAddr) {
@@ -242,95 +165,12 @@ impl Env for Tokio {
     }
 }
 
-/// smux-smol on smol: each case has an executor of its own, run by the test thread and two
-/// workers (smol's global executor has a single thread shared by every test of the process).
-struct Smol;
-
 type Compat<T> = tokio_util::compat::Compat<T>;
 
-thread_local! {
-    /// The executor of the case this thread works for.
-    static SMOL_EXECUTOR: RefCell<Option<Arc<smol::Executor<'static>>>> = const { RefCell::new(None) };
-}
-
-/// Clears the thread's executor when the case ends, also when it panics (dropping the
-/// executor drops the tasks a failed case left behind).
-struct ClearExecutor;
-
-impl Drop for ClearExecutor {
-    fn drop(&mut self) {
-        let executor = SMOL_EXECUTOR.with(|cell| cell.borrow_mut().take());
-        drop(executor);
-    }
-}
-
 impl Env for Smol {
-    const NAME: &'static str = "smol";
-    type Mux = smux_smol::Mux<smol::net::TcpStream>;
     type Stream = Compat<smux_smol::MuxStream<smol::net::TcpStream>>;
     type Tcp = Compat<smol::net::TcpStream>;
     type Listener = smol::net::TcpListener;
-
-    fn block_on<F: Future>(future: F) -> F::Output {
-        let executor = Arc::new(smol::Executor::new());
-        let set = |executor: &Arc<smol::Executor<'static>>| {
-            SMOL_EXECUTOR.with(|cell| *cell.borrow_mut() = Some(executor.clone()));
-        };
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        std::thread::scope(|scope| {
-            for _ in 0..2 {
-                let executor = executor.clone();
-                let stopped = stopped.clone();
-                scope.spawn(move || {
-                    set(&executor);
-                    let _clear = ClearExecutor;
-                    // Runs tasks until `stop` is dropped (also when the case panics).
-                    let _ = smol::block_on(executor.run(stopped.recv()));
-                });
-            }
-            let _stop = stop;
-            set(&executor);
-            let _clear = ClearExecutor;
-            smol::block_on(executor.run(future))
-        })
-    }
-
-    fn spawn<F>(future: F) -> BoxFuture<'static, F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let executor = SMOL_EXECUTOR
-            .with(|cell| cell.borrow().clone())
-            .expect("spawn outside of a case's executor");
-        Box::pin(executor.spawn(future))
-    }
-
-    fn detach<F>(future: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        SMOL_EXECUTOR
-            .with(|cell| cell.borrow().clone())
-            .expect("spawn outside of a case's executor")
-            .spawn(future)
-            .detach();
-    }
-
-    fn sleep(duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            smol::Timer::after(duration).await;
-        })
-    }
-
-    fn new_mux(tcp: std::net::TcpStream, side: Side, config: MuxConfig) -> Self::Mux {
-        tcp.set_nodelay(true).unwrap();
-        let tcp = smol::net::TcpStream::try_from(tcp).unwrap();
-        match side {
-            Side::Client => smux_smol::client(tcp, config).unwrap(),
-            Side::Server => smux_smol::server(tcp, config).unwrap(),
-        }
-    }
 
     fn connect(mux: &Self::Mux) -> BoxFuture<'static, io::Result<Self::Stream>> {
         use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -342,19 +182,6 @@ impl Env for Smol {
         use tokio_util::compat::FuturesAsyncReadCompatExt;
         let mux = mux.clone();
         Box::pin(async move { mux.accept().await.map(|s| s.compat()) })
-    }
-
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
-        mux.snapshot()
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
     }
 
     fn listen() -> (Arc<Self::Listener>, SocketAddr) {

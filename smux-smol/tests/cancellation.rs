@@ -10,7 +10,7 @@ use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
-use smux_interop::{payload, XorShift};
+use smux_test_support::{payload, XorShift};
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 
 type TcpMux = Mux<TcpStream>;

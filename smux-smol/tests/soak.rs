@@ -1,6 +1,6 @@
 //! Loss-free under load on smol: rounds of 1000 concurrent streams over one loopback TCP mux
 //! pair, each stream echoing, half-closing, or being dropped early by either side (the plans
-//! are in `smux_interop::soak`). Every stream that completes normally is checked byte for
+//! are in `smux_test_support::soak`). Every stream that completes normally is checked byte for
 //! byte (checksums on both ends); a stream dropped by one side must end cleanly on the other
 //! without disturbing the rest.
 //!
@@ -16,8 +16,8 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
-use smux_interop::soak::{self, Behaviour, StreamPlan, Tally, HEADER_LEN};
-use smux_interop::Checksum;
+use smux_test_support::soak::{self, Behaviour, StreamPlan, Tally, HEADER_LEN};
+use smux_test_support::Checksum;
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 
 type TcpMux = Mux<TcpStream>;
@@ -79,7 +79,7 @@ async fn serve(mut stream: Stream) -> (Behaviour, usize) {
     let plan = StreamPlan::from_header(&header).expect("a stream header");
     let expected = plan.request();
     let read = plan.server_reads();
-    let want = (read, smux_interop::checksum(&expected[..read]));
+    let want = (read, smux_test_support::checksum(&expected[..read]));
     match plan.behaviour {
         Behaviour::Echo => {
             let mut sum = Checksum::new();
@@ -145,7 +145,7 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             let (written, echoed) = futures::join!(write, drain(&mut reader, usize::MAX));
             written.unwrap();
             let echoed = echoed.unwrap();
-            assert_eq!(echoed, (plan.len, smux_interop::checksum(&request)), "{id}");
+            assert_eq!(echoed, (plan.len, smux_test_support::checksum(&request)), "{id}");
             plan.len
         }
         Behaviour::HalfClose => {
@@ -153,7 +153,7 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             writer.close().await.unwrap();
             let reply = drain(&mut reader, usize::MAX).await.unwrap();
             let expected = plan.reply();
-            assert_eq!(reply, (expected.len(), smux_interop::checksum(&expected)));
+            assert_eq!(reply, (expected.len(), smux_test_support::checksum(&expected)));
             expected.len()
         }
         Behaviour::ServerDrops => {

@@ -9,7 +9,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
-use smux_interop::{Checksum, XorShift};
+use smux_test_support::{Checksum, XorShift};
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 
 type TcpMux = Mux<TcpStream>;

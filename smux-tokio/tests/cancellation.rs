@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use smux_interop::{checksum, payload, XorShift};
+use smux_test_support::{checksum, payload, XorShift};
 use smux_tokio::{Mux, MuxConfig, MuxStream, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};

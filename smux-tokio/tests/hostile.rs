@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use smux_interop::{checksum, payload};
+use smux_test_support::{checksum, payload};
 use smux_tokio::proto::{Cmd, Error as SmuxError, ProtocolViolation};
 use smux_tokio::{InputPause, Mux, MuxConfig, MuxStream, Side, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

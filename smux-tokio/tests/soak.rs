@@ -1,6 +1,6 @@
 //! Loss-free under load: rounds of 1000 concurrent streams over one loopback TCP mux pair, each
 //! stream echoing, half-closing, or being dropped early by either side (the plans are in
-//! `smux_interop::soak`). Every stream that completes normally is checked byte for byte
+//! `smux_test_support::soak`). Every stream that completes normally is checked byte for byte
 //! (checksums on both ends); a stream dropped by one side must end cleanly on the other
 //! without disturbing the rest.
 //!
@@ -11,8 +11,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use futures::future::{select, Either};
-use smux_interop::soak::{self, Behaviour, StreamPlan, Tally, HEADER_LEN};
-use smux_interop::Checksum;
+use smux_test_support::soak::{self, Behaviour, StreamPlan, Tally, HEADER_LEN};
+use smux_test_support::Checksum;
 use smux_tokio::{Mux, MuxConfig, MuxStream, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -65,7 +65,7 @@ async fn serve(mut stream: Stream) -> (Behaviour, usize) {
     let plan = StreamPlan::from_header(&header).expect("a stream header");
     let expected = plan.request();
     let read = plan.server_reads();
-    let want = (read, smux_interop::checksum(&expected[..read]));
+    let want = (read, smux_test_support::checksum(&expected[..read]));
     match plan.behaviour {
         Behaviour::Echo => {
             let mut sum = Checksum::new();
@@ -128,7 +128,7 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             let (written, echoed) = tokio::join!(write, drain(&mut reader, usize::MAX));
             written.unwrap();
             let echoed = echoed.unwrap();
-            assert_eq!(echoed, (plan.len, smux_interop::checksum(&request)), "{id}");
+            assert_eq!(echoed, (plan.len, smux_test_support::checksum(&request)), "{id}");
             plan.len
         }
         Behaviour::HalfClose => {
@@ -136,7 +136,7 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             writer.shutdown().await.unwrap();
             let reply = drain(&mut reader, usize::MAX).await.unwrap();
             let expected = plan.reply();
-            assert_eq!(reply, (expected.len(), smux_interop::checksum(&expected)));
+            assert_eq!(reply, (expected.len(), smux_test_support::checksum(&expected)));
             expected.len()
         }
         Behaviour::ServerDrops => {

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use smux_interop::{checksum, payload, XorShift};
+use smux_test_support::{checksum, payload, XorShift};
 use smux_tokio::{Mux, MuxConfig, MuxStream, Side, StreamId, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

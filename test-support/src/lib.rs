@@ -1,9 +1,12 @@
 //! Deterministic test data shared by the tests of every crate of the workspace: a xorshift64
 //! generator, payloads made from it, and the FNV-1a checksum (64 bits, as Go's
-//! `hash/fnv.New64a`, which the Go peer reports). Not published.
+//! `hash/fnv.New64a`, which the Go peer reports), and [`soak`], the plan of the loss-free soak
+//! tests of `smux-tokio` and `smux-smol`. Not published.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod soak;
 
 /// xorshift64: a tiny deterministic pseudo-random generator for sizes and payloads.
 #[derive(Debug, Clone)]
