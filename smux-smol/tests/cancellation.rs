@@ -10,8 +10,8 @@ use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
-use smux_test_support::{payload, XorShift};
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
+use smux_test_support::{payload, XorShift};
 
 type TcpMux = Mux<TcpStream>;
 

@@ -16,9 +16,9 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
+use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 use smux_test_support::soak::{self, Behaviour, StreamPlan, Tally, HEADER_LEN};
 use smux_test_support::Checksum;
-use smux_smol::{Mux, MuxConfig, MuxStream, Version};
 
 type TcpMux = Mux<TcpStream>;
 type Stream = MuxStream<TcpStream>;
@@ -145,7 +145,11 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             let (written, echoed) = futures::join!(write, drain(&mut reader, usize::MAX));
             written.unwrap();
             let echoed = echoed.unwrap();
-            assert_eq!(echoed, (plan.len, smux_test_support::checksum(&request)), "{id}");
+            assert_eq!(
+                echoed,
+                (plan.len, smux_test_support::checksum(&request)),
+                "{id}"
+            );
             plan.len
         }
         Behaviour::HalfClose => {
@@ -153,7 +157,10 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             writer.close().await.unwrap();
             let reply = drain(&mut reader, usize::MAX).await.unwrap();
             let expected = plan.reply();
-            assert_eq!(reply, (expected.len(), smux_test_support::checksum(&expected)));
+            assert_eq!(
+                reply,
+                (expected.len(), smux_test_support::checksum(&expected))
+            );
             expected.len()
         }
         Behaviour::ServerDrops => {

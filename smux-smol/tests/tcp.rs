@@ -9,8 +9,8 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
-use smux_test_support::{Checksum, XorShift};
 use smux_smol::{Mux, MuxConfig, MuxStream, Version};
+use smux_test_support::{Checksum, XorShift};
 
 type TcpMux = Mux<TcpStream>;
 

@@ -128,7 +128,11 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             let (written, echoed) = tokio::join!(write, drain(&mut reader, usize::MAX));
             written.unwrap();
             let echoed = echoed.unwrap();
-            assert_eq!(echoed, (plan.len, smux_test_support::checksum(&request)), "{id}");
+            assert_eq!(
+                echoed,
+                (plan.len, smux_test_support::checksum(&request)),
+                "{id}"
+            );
             plan.len
         }
         Behaviour::HalfClose => {
@@ -136,7 +140,10 @@ async fn run_stream(mux: TcpMux, plan: StreamPlan) -> usize {
             writer.shutdown().await.unwrap();
             let reply = drain(&mut reader, usize::MAX).await.unwrap();
             let expected = plan.reply();
-            assert_eq!(reply, (expected.len(), smux_test_support::checksum(&expected)));
+            assert_eq!(
+                reply,
+                (expected.len(), smux_test_support::checksum(&expected))
+            );
             expected.len()
         }
         Behaviour::ServerDrops => {
