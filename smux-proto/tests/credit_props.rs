@@ -21,6 +21,9 @@
 //! Then writing stops, every stream is finished and readers drain everything: every byte
 //! written must arrive, intact, within a bounded number of rounds (no stream starves).
 
+mod common;
+
+use common::{check_go_window, check_reply_room, fail, R};
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -40,12 +43,6 @@ const KIB: usize = 1024;
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
-}
-
-type R<T = ()> = Result<T, TestCaseError>;
-
-fn fail<T>(msg: String) -> R<T> {
-    Err(TestCaseError::fail(msg))
 }
 
 /// The byte at offset `off` of what `writer` sends on stream `id`.
@@ -84,7 +81,7 @@ impl Limits {
 
     /// The most room for replies a stream keeps.
     fn reply_cap(&self) -> u32 {
-        (self.max_stream_buffer as u32).max(INITIAL_PEER_WINDOW)
+        common::reply_cap(self.max_stream_buffer)
     }
 
     fn config(&self) -> Config {
@@ -376,30 +373,15 @@ impl Pair {
                     if !rec.finished[other(side)] {
                         // Room for replies: the peer read (before this data) a window that
                         // lets it answer everything sent so far.
-                        let (consumed, window) =
-                            rec.upd_sent[side].unwrap_or((0, INITIAL_PEER_WINDOW));
-                        let granted = u64::from(consumed) + u64::from(window);
-                        let needed = (rec.data_sent[side] as u64)
-                            .min(u64::from(consumed) + u64::from(limits.reply_cap()));
-                        prop_assert!(
-                            granted >= needed,
-                            "{} sent {} bytes on {} before granting room to answer them ({} granted)",
+                        check_reply_room(
                             side,
-                            rec.data_sent[side],
                             stream_id,
-                            granted
-                        );
+                            rec.data_sent[side],
+                            rec.upd_sent[side],
+                            limits.reply_cap(),
+                        )?;
                     }
-                    // Go's rule, as the sender knew it when it made the frame.
-                    let (consumed, window) = rec.upd_seen[side].unwrap_or((0, INITIAL_PEER_WINDOW));
-                    let inflight = (rec.data_sent[side] as u32).wrapping_sub(consumed) as i32;
-                    prop_assert!(
-                        i64::from(inflight) <= i64::from(window as i32),
-                        "{} bytes in flight on {}, beyond the window {} the sender knew",
-                        inflight,
-                        stream_id,
-                        window
-                    );
+                    check_go_window(side, stream_id, rec.data_sent[side], rec.upd_seen[side])?;
                 }
                 Frame::Upd {
                     stream_id,

@@ -13,6 +13,9 @@
 //! protocol's model, invalid ones must end the session with the right typed error, without
 //! panicking, and the failure must be sticky.
 
+mod common;
+
+use common::{check_go_window, check_reply_room, fail, R};
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::sync::OnceLock;
@@ -78,7 +81,7 @@ impl Limits {
 
     /// Version 2: the most room for replies one stream keeps.
     fn reply_cap(&self) -> u32 {
-        (self.max_stream_buffer as u32).max(INITIAL_PEER_WINDOW)
+        common::reply_cap(self.max_stream_buffer)
     }
 
     /// Version 2: the window every stream may always be granted.
@@ -370,12 +373,6 @@ struct Harness {
     last_opened: [u32; 2],
     last_accepted: [u32; 2],
     steps: u64,
-}
-
-type R<T = ()> = Result<T, TestCaseError>;
-
-fn fail<T>(msg: String) -> R<T> {
-    Err(TestCaseError::fail(msg))
 }
 
 impl Harness {
@@ -692,15 +689,7 @@ impl Harness {
         if v2 && accepted > 0 {
             // Go's rule when the frames were made: nothing else was queued, so everything
             // written is sent.
-            let (consumed, window) = rec.upd_seen[side].unwrap_or((0, INITIAL_PEER_WINDOW));
-            let inflight = (rec.written[side] as u32).wrapping_sub(consumed) as i32;
-            prop_assert!(
-                i64::from(inflight) <= i64::from(window as i32),
-                "direct write put {} bytes in flight on {}, beyond the window {}",
-                inflight,
-                id,
-                window
-            );
+            check_go_window("direct write", id, rec.written[side], rec.upd_seen[side])?;
             rec.direct_checked[side] = rec.written[side];
         }
         let wire = &mut self.wire[side];
@@ -1041,32 +1030,16 @@ impl Harness {
                 if v2 && !rec.released[side] && rec.peer_fin_at[side].is_none() {
                     // Room for replies: the UPDs before this data let the peer answer all
                     // the side sent (up to the cap), however long it then pauses its input.
-                    let (consumed, window) = rec.upd_sent[side].unwrap_or((0, INITIAL_PEER_WINDOW));
-                    let granted = u64::from(consumed) + u64::from(window);
-                    let needed = (rec.data_sent[side] as u64)
-                        .min(u64::from(consumed) + u64::from(limits.reply_cap()));
-                    prop_assert!(
-                        granted >= needed,
-                        "{} sent {} bytes on {} before granting room to answer them ({} granted)",
+                    check_reply_room(
                         name,
-                        rec.data_sent[side],
                         stream_id,
-                        granted
-                    );
+                        rec.data_sent[side],
+                        rec.upd_sent[side],
+                        limits.reply_cap(),
+                    )?;
                 }
                 if v2 && rec.data_sent[side] > rec.direct_checked[side] {
-                    // Go's rule, as the sender knew it when making the frame: in flight
-                    // (sent - consumed, wrapping) at most the window (256 KiB before any UPD).
-                    let (consumed, window) = rec.upd_seen[side].unwrap_or((0, INITIAL_PEER_WINDOW));
-                    let inflight = (rec.data_sent[side] as u32).wrapping_sub(consumed) as i32;
-                    prop_assert!(
-                        i64::from(inflight) <= i64::from(window as i32),
-                        "{} has {} bytes in flight on {}, beyond the window {} it knew",
-                        name,
-                        inflight,
-                        stream_id,
-                        window
-                    );
+                    check_go_window(name, stream_id, rec.data_sent[side], rec.upd_seen[side])?;
                 }
             }
             Frame::Upd {
