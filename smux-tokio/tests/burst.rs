@@ -7,67 +7,20 @@
 //! refused on either side (the accept backlog pauses input instead). A stall detector fails
 //! the case if nothing moves for 10 s, printing both sessions' snapshots.
 //!
-//! Iterations (each with protocol versions 1 and 2): `SMUX_BURST_RUNS` (default 2).
+//! Iterations (each with protocol versions 1 and 2): `SMUX_BURST_RUNS` (default 2). The plan
+//! and the counters are `smux_test_support::burst`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smux_tokio::{Mux, MuxConfig, MuxStream, SessionSnapshot, StreamId, Version};
+use smux_test_support::burst::{byte_for, runs, Progress, STALL, STREAMS};
+use smux_tokio::{Mux, MuxConfig, MuxStream, SessionSnapshot, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 type TcpMux = Mux<TcpStream>;
-
-const STREAMS: u64 = 50_000;
-/// No progress for this long is a stall.
-const STALL: Duration = Duration::from_secs(10);
-
-/// The byte the client writes on stream `id`.
-fn byte_for(id: StreamId) -> u8 {
-    (id.as_u32() >> 1) as u8 ^ 0xa5
-}
-
-fn runs() -> usize {
-    std::env::var("SMUX_BURST_RUNS")
-        .ok()
-        .map(|s| s.parse().expect("SMUX_BURST_RUNS: a count"))
-        .unwrap_or(2)
-}
-
-#[derive(Default)]
-struct Progress {
-    opened: AtomicU64,
-    accepted: AtomicU64,
-    /// Streams read to EOF with exactly their byte.
-    good: AtomicU64,
-    /// Streams read to EOF with anything else.
-    bad: AtomicU64,
-}
-
-impl Progress {
-    fn total(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
-            + self.accepted.load(Ordering::Relaxed)
-            + self.good.load(Ordering::Relaxed)
-            + self.bad.load(Ordering::Relaxed)
-    }
-
-    fn done(&self) -> bool {
-        self.good.load(Ordering::Relaxed) + self.bad.load(Ordering::Relaxed) == STREAMS
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "opened {}, accepted {}, read correctly {}, read wrong {}",
-            self.opened.load(Ordering::Relaxed),
-            self.accepted.load(Ordering::Relaxed),
-            self.good.load(Ordering::Relaxed),
-            self.bad.load(Ordering::Relaxed)
-        )
-    }
-}
 
 /// The snapshot, with the stream list cut short (it may hold tens of thousands).
 fn describe(snap: &SessionSnapshot) -> String {
@@ -80,11 +33,10 @@ fn describe(snap: &SessionSnapshot) -> String {
 async fn read_one(mut stream: MuxStream<TcpStream>, progress: Arc<Progress>) {
     let mut got = Vec::new();
     let ok = match stream.read_to_end(&mut got).await {
-        Ok(_) => got == [byte_for(stream.id())],
+        Ok(_) => got == [byte_for(stream.id().as_u32())],
         Err(_) => false,
     };
-    let counter = if ok { &progress.good } else { &progress.bad };
-    counter.fetch_add(1, Ordering::Relaxed);
+    progress.read(ok);
 }
 
 async fn burst(version: Version, run: usize) {
@@ -124,7 +76,10 @@ async fn burst(version: Version, run: usize) {
         async move {
             for _ in 0..STREAMS {
                 let mut stream = client.connect().await.unwrap();
-                stream.write_all(&[byte_for(stream.id())]).await.unwrap();
+                stream
+                    .write_all(&[byte_for(stream.id().as_u32())])
+                    .await
+                    .unwrap();
                 stream.shutdown().await.unwrap();
                 drop(stream);
                 progress.opened.fetch_add(1, Ordering::Relaxed);
@@ -153,14 +108,7 @@ async fn burst(version: Version, run: usize) {
     let elapsed = started.elapsed();
     opener.await.unwrap();
 
-    assert_eq!(
-        progress.bad.load(Ordering::Relaxed),
-        0,
-        "{}",
-        progress.describe()
-    );
-    assert_eq!(progress.good.load(Ordering::Relaxed), STREAMS);
-    assert_eq!(progress.accepted.load(Ordering::Relaxed), STREAMS);
+    progress.assert_complete();
     let (c, s) = (client.stats(), server.stats());
     assert_eq!(c.streams_opened, STREAMS);
     assert_eq!(s.streams_accepted, STREAMS);

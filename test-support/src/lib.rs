@@ -1,11 +1,14 @@
-//! Deterministic test data shared by the tests of every crate of the workspace: a xorshift64
-//! generator, payloads made from it, and the FNV-1a checksum (64 bits, as Go's
-//! `hash/fnv.New64a`, which the Go peer reports), and [`soak`], the plan of the loss-free soak
-//! tests of `smux-tokio` and `smux-smol`. Not published.
+//! What the tests of every crate of the workspace share. Not published.
+//!
+//! - Deterministic test data: a xorshift64 generator, payloads made from it, and the FNV-1a
+//!   checksum (64 bits, as Go's `hash/fnv.New64a`, which the Go peer reports).
+//! - [`soak`] and [`burst`]: the plans of the soak and burst tests that `smux-tokio` and
+//!   `smux-smol` each run on their own runtime.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod burst;
 pub mod soak;
 
 /// xorshift64: a tiny deterministic pseudo-random generator for sizes and payloads.
