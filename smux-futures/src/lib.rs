@@ -18,8 +18,10 @@
 #![deny(missing_docs)]
 
 mod driver;
+mod incoming;
 mod mux;
 mod recycle;
+mod split;
 mod stream;
 mod sync;
 pub mod test_util;
@@ -28,10 +30,12 @@ mod tests;
 mod timer;
 mod wakers;
 
+pub use incoming::Incoming;
 pub use mux::Mux;
 pub use smux_proto::{
     self as proto, Config as MuxConfig, InputPause, SessionSnapshot, Side, Stats, StreamId,
     StreamSnapshot, Version,
 };
+pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 pub use stream::MuxStream;
 pub use timer::{NoTimer, Sleep, Timer};

@@ -9,6 +9,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{Config, ConfigError, Error, OpenError, Session, SessionSnapshot, Side, Stats};
 
 use crate::driver::Driver;
+use crate::incoming::Incoming;
 use crate::stream::MuxStream;
 use crate::timer::{NoTimer, Timer};
 use crate::wakers::{Waiter, POLL_ACCEPT};
@@ -111,6 +112,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
         poll_fn(|cx| self.accept_as(cx, registration.waiter())).await
     }
 
+    /// The streams the peer opens, as a `futures::Stream` that ends when the session ends
+    /// cleanly (see [`Incoming`]).
+    pub fn incoming(&self) -> Incoming<T> {
+        Incoming::new(self.clone())
+    }
+
+    pub(crate) fn driver(&self) -> &Driver<T> {
+        &self.shared
+    }
+
     /// Polls for the next stream the peer opens.
     ///
     /// Only the waker of the most recent call is woken when a stream arrives (like the
@@ -121,7 +132,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
         self.accept_as(cx, Waiter::Connection(POLL_ACCEPT))
     }
 
-    fn accept_as(&self, cx: &Context<'_>, waiter: Waiter) -> Poll<io::Result<MuxStream<T>>> {
+    pub(crate) fn accept_as(
+        &self,
+        cx: &Context<'_>,
+        waiter: Waiter,
+    ) -> Poll<io::Result<MuxStream<T>>> {
         let polled = self.shared.poll_op(cx, waiter, |core| {
             if let Some(id) = core.session.accept_stream() {
                 return Poll::Ready(Ok(id));

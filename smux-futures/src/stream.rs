@@ -64,6 +64,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     /// Reads the next chunk of at most `max` bytes without copying it; `None` at the end of
     /// the stream.
     pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        self.read_chunk_shared(max).await
+    }
+
+    pub(crate) async fn read_chunk_shared(&self, max: usize) -> io::Result<Option<Bytes>> {
         let id = self.id;
         poll_fn(|cx| {
             self.shared
@@ -79,7 +83,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     }
 
     /// Writes all of `data` without copying it (the session keeps slices of it).
-    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
+        self.write_chunk_shared(data).await
+    }
+
+    pub(crate) async fn write_chunk_shared(&self, mut data: Bytes) -> io::Result<()> {
         let id = self.id;
         poll_fn(|cx| {
             self.shared
@@ -99,7 +107,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
         .await
     }
 
-    fn poll_flushed(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_flushed(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
         let id = self.id;
         self.shared
             .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| {
@@ -124,9 +132,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MuxStream<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
+impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
+    /// `poll_read` through a shared reference (the owned read half uses it too).
+    pub(crate) fn poll_read_shared(
+        &self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
@@ -140,11 +149,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MuxStream<T> {
                 }
             })
     }
-}
 
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
+    /// `poll_write` through a shared reference (the owned write half uses it too).
+    pub(crate) fn poll_write_shared(
+        &self,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
@@ -162,17 +170,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
             })
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_flushed(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// `poll_close` through a shared reference: FIN after the data written, then flush.
+    pub(crate) fn poll_close_shared(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let id = self.id;
         let finished = self
             .shared
             .with(|core| core.session.finish(id).map_err(write_error));
         finished?;
         self.poll_flushed(cx)
+    }
+
+    /// Sends FIN after the data written, without waiting (the owned write half's drop).
+    pub(crate) fn finish_now(&self) {
+        let id = self.id;
+        // An error means the stream is already finished or the session gone: nothing to do.
+        let _ = self.shared.with(|core| core.session.finish(id));
+        self.shared.drive(None);
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MuxStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_shared(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MuxStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_shared(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flushed(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_close_shared(cx)
     }
 }
 

@@ -113,16 +113,7 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let waiter = Waiter::Connection(self.key);
-        let mut parked = self.wakers.lock();
-        parked.connection.remove(&self.key);
-        parked.io.remove(&waiter);
-        parked.drivers.remove(&self.key);
-        let handoff = parked.gone(waiter);
-        drop(parked);
-        if let Some(w) = handoff {
-            w.wake();
-        }
+        self.wakers.unregister(self.key);
     }
 }
 
@@ -198,10 +189,34 @@ impl Wakers {
 
     /// A new connection-wide waiter identity, for one `accept`, `drive` or `close` future.
     pub(crate) fn register(&self) -> Registration<'_> {
+        Registration {
+            wakers: self,
+            key: self.register_key(),
+        }
+    }
+
+    /// The key of a new connection-wide waiter, for a holder that outlives a borrow (such as
+    /// `Incoming`), which must [`unregister`](Self::unregister) it when dropped.
+    pub(crate) fn register_key(&self) -> u64 {
         let mut parked = self.lock();
         let key = parked.next_key;
         parked.next_key += 1;
-        Registration { wakers: self, key }
+        key
+    }
+
+    /// Drops what the connection-wide waiter `key` left parked, handing the read duty on if
+    /// it held it.
+    pub(crate) fn unregister(&self, key: u64) {
+        let waiter = Waiter::Connection(key);
+        let mut parked = self.lock();
+        parked.connection.remove(&key);
+        parked.io.remove(&waiter);
+        parked.drivers.remove(&key);
+        let handoff = parked.gone(waiter);
+        drop(parked);
+        if let Some(w) = handoff {
+            w.wake();
+        }
     }
 
     /// A registration for a `Mux::drive()` future, which takes the read duty whenever parked.

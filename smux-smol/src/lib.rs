@@ -28,8 +28,8 @@ use std::time::Instant;
 use futures::io::{AsyncRead, AsyncWrite};
 
 pub use smux_futures::{
-    proto, InputPause, Mux, MuxConfig, MuxStream, SessionSnapshot, Side, Stats, StreamId,
-    StreamSnapshot, Version,
+    proto, Incoming, InputPause, Mux, MuxConfig, MuxStream, OwnedReadHalf, OwnedWriteHalf,
+    ReuniteError, SessionSnapshot, Side, Stats, StreamId, StreamSnapshot, Version,
 };
 use smux_proto::ConfigError;
 
