@@ -25,11 +25,11 @@ use crate::wakers::Waiter;
 /// # futures::executor::block_on(async {
 /// use futures::io::AsyncWriteExt;
 /// use futures::StreamExt;
-/// use smux_futures::{Mux, MuxConfig};
+/// use smux_futures::{Mux, MuxConfig, NoTimer};
 ///
 /// let (a, b) = smux_futures::test_util::duplex();
-/// let client = Mux::client(a, MuxConfig::default()).unwrap();
-/// let server = Mux::server(b, MuxConfig::default()).unwrap();
+/// let client = Mux::client(a, MuxConfig::default(), NoTimer).unwrap();
+/// let server = Mux::server(b, MuxConfig::default(), NoTimer).unwrap();
 /// for _ in 0..3 {
 ///     client.connect().await?.write_all(b"hi").await?;
 /// }

@@ -24,6 +24,7 @@ mod recycle;
 mod split;
 mod stream;
 mod sync;
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 #[cfg(test)]
 mod tests;
@@ -38,4 +39,6 @@ pub use smux_proto::{
 };
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 pub use stream::MuxStream;
+#[cfg(feature = "async-io")]
+pub use timer::AsyncIoTimer;
 pub use timer::{NoTimer, Sleep, Timer};

@@ -11,7 +11,7 @@ use smux_proto::{Config, ConfigError, Error, OpenError, Session, SessionSnapshot
 use crate::driver::Driver;
 use crate::incoming::Incoming;
 use crate::stream::MuxStream;
-use crate::timer::{NoTimer, Timer};
+use crate::timer::Timer;
 use crate::wakers::{Waiter, POLL_ACCEPT};
 
 /// The session error as an `io::Error`, with the smux error as its source.
@@ -34,11 +34,12 @@ pub(crate) fn io_error(error: Error) -> io::Error {
 /// ```
 /// # futures::executor::block_on(async {
 /// use futures::io::{AsyncReadExt, AsyncWriteExt};
-/// use smux_futures::{Mux, MuxConfig};
+/// use smux_futures::{Mux, MuxConfig, NoTimer};
 ///
+/// // An in-memory transport; `NoTimer`: keepalive only while polled, fine for a test.
 /// let (a, b) = smux_futures::test_util::duplex();
-/// let client = Mux::client(a, MuxConfig::default()).unwrap();
-/// let server = Mux::server(b, MuxConfig::default()).unwrap();
+/// let client = Mux::client(a, MuxConfig::default(), NoTimer).unwrap();
+/// let server = Mux::server(b, MuxConfig::default(), NoTimer).unwrap();
 ///
 /// let mut s = client.connect().await?;
 /// s.write_all(b"hello").await?;
@@ -70,23 +71,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> std::fmt::Debug for Mux<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
-    /// The client end of a connection (opens odd stream ids), with no timer.
-    pub fn client(io: T, config: Config) -> Result<Self, ConfigError> {
-        Self::with_timer(io, Side::Client, config, NoTimer)
+    /// The client end of a connection (opens odd stream ids), with the clock and timer of a
+    /// runtime (see [`Timer`]).
+    pub fn client(io: T, config: Config, timer: impl Timer) -> Result<Self, ConfigError> {
+        Self::new(io, Side::Client, config, timer)
     }
 
-    /// The server end of a connection (opens even stream ids), with no timer.
-    pub fn server(io: T, config: Config) -> Result<Self, ConfigError> {
-        Self::with_timer(io, Side::Server, config, NoTimer)
+    /// The server end of a connection (opens even stream ids), with the clock and timer of a
+    /// runtime (see [`Timer`]).
+    pub fn server(io: T, config: Config, timer: impl Timer) -> Result<Self, ConfigError> {
+        Self::new(io, Side::Server, config, timer)
     }
 
-    /// A mux with the clock and timer of a runtime (the adapters use this).
-    pub fn with_timer(
-        io: T,
-        side: Side,
-        config: Config,
-        timer: impl Timer,
-    ) -> Result<Self, ConfigError> {
+    /// A mux for `side` of the connection, with the clock and timer of a runtime: the one of
+    /// a runtime adapter, [`AsyncIoTimer`](crate::AsyncIoTimer) (feature `async-io`, any
+    /// executor), or your own. [`NoTimer`](crate::NoTimer) is the explicit choice of no
+    /// timer: keepalive then runs only while something polls.
+    pub fn new(io: T, side: Side, config: Config, timer: impl Timer) -> Result<Self, ConfigError> {
         let session = Session::new(side, config, timer.now())?;
         Ok(Mux {
             shared: Arc::new(Driver::new(session, io, Box::new(timer))),

@@ -27,11 +27,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     /// ```
     /// # futures::executor::block_on(async {
     /// use futures::io::{AsyncReadExt, AsyncWriteExt};
-    /// use smux_futures::{Mux, MuxConfig};
+    /// use smux_futures::{Mux, MuxConfig, NoTimer};
     ///
     /// let (a, b) = smux_futures::test_util::duplex();
-    /// let client = Mux::client(a, MuxConfig::default()).unwrap();
-    /// let server = Mux::server(b, MuxConfig::default()).unwrap();
+    /// let client = Mux::client(a, MuxConfig::default(), NoTimer).unwrap();
+    /// let server = Mux::server(b, MuxConfig::default(), NoTimer).unwrap();
     ///
     /// let (mut reader, mut writer) = client.connect().await?.into_split();
     /// writer.write_all(b"ping").await?;

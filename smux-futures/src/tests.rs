@@ -21,7 +21,7 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures::task::LocalSpawnExt;
 
 use crate::test_util::{duplex, DuplexEnd, DEFAULT_CAPACITY};
-use crate::{Mux, MuxConfig, MuxStream, Version};
+use crate::{Mux, MuxConfig, MuxStream, NoTimer, Version};
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
@@ -96,8 +96,8 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 fn pair(version: Version) -> (Mux<DuplexEnd>, Mux<DuplexEnd>) {
     let (a, b) = duplex();
     (
-        Mux::client(a, config(version)).unwrap(),
-        Mux::server(b, config(version)).unwrap(),
+        Mux::client(a, config(version), NoTimer).unwrap(),
+        Mux::server(b, config(version), NoTimer).unwrap(),
     )
 }
 
@@ -156,8 +156,8 @@ fn linked(client: MuxConfig, server: MuxConfig) -> (Mux<Link>, Mux<Link>, Link, 
     let (a, b) = duplex();
     let (a, b) = (Link(Arc::new(Mutex::new(a))), Link(Arc::new(Mutex::new(b))));
     (
-        Mux::client(a.clone(), client).unwrap(),
-        Mux::server(b.clone(), server).unwrap(),
+        Mux::client(a.clone(), client, NoTimer).unwrap(),
+        Mux::server(b.clone(), server, NoTimer).unwrap(),
         a,
         b,
     )

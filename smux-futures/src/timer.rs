@@ -9,10 +9,12 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Where a mux gets the time, and how it waits for its next deadline.
 ///
-/// The runtime adapters provide one (`smux-tokio` uses `tokio::time`, so paused test time
-/// works; `smux-smol` uses `async-io`). Without a timer ([`NoTimer`]) the keepalive still runs
-/// whenever the mux is polled for another reason, but a mux that is only waiting is not woken
-/// to send a NOP or to notice a dead peer.
+/// Every mux is built with one. The runtime adapters provide theirs (`smux-tokio` uses
+/// `tokio::time`, so paused test time works; `smux-smol` uses [`AsyncIoTimer`]). On another
+/// executor, use [`AsyncIoTimer`] (feature `async-io`: async-io's timers work under any
+/// executor) or implement this trait with the runtime's own sleep. Without a timer
+/// ([`NoTimer`]) the keepalive still runs whenever the mux is polled for another reason, but a
+/// mux that is only waiting is not woken to send a NOP or to notice a dead peer.
 pub trait Timer: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> Instant;
@@ -21,7 +23,9 @@ pub trait Timer: Send + Sync + 'static {
     fn sleep_until(&self, deadline: Instant) -> Option<Sleep>;
 }
 
-/// The system clock and no sleeping.
+/// The system clock and no sleeping: keepalive runs only while something polls the mux.
+/// For tests and for drivers that poll on their own schedule; a dead peer goes unnoticed
+/// while every task waits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoTimer;
 
@@ -32,5 +36,25 @@ impl Timer for NoTimer {
 
     fn sleep_until(&self, _deadline: Instant) -> Option<Sleep> {
         None
+    }
+}
+
+/// The system clock and async-io's timers, which work under any executor (async-io runs its
+/// own reactor thread when no task blocks on it). Feature `async-io`.
+#[cfg(feature = "async-io")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncIoTimer;
+
+#[cfg(feature = "async-io")]
+impl Timer for AsyncIoTimer {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Option<Sleep> {
+        let timer = async_io::Timer::at(deadline);
+        Some(Box::pin(async move {
+            timer.await;
+        }))
     }
 }

@@ -19,43 +19,34 @@
 //! s.read_to_end(&mut response).await?;
 //! # Ok(()) }) }
 //! ```
+//!
+//! A mux always has a timer: [`client`] and [`server`] give it [`AsyncIoTimer`];
+//! [`Mux::client`] and [`Mux::server`] ask for one, so a mux that never notices a dead peer
+//! cannot be built by accident:
+//!
+//! ```compile_fail
+//! # async fn run(tcp: smol::net::TcpStream) {
+//! let mux = smux_smol::Mux::client(tcp, smux_smol::MuxConfig::default()); // no timer given
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::time::Instant;
-
 use futures::io::{AsyncRead, AsyncWrite};
 
 pub use smux_futures::{
-    proto, Incoming, InputPause, Mux, MuxConfig, MuxStream, OwnedReadHalf, OwnedWriteHalf,
-    ReuniteError, SessionSnapshot, Side, Stats, StreamId, StreamSnapshot, Version,
+    proto, AsyncIoTimer, Incoming, InputPause, Mux, MuxConfig, MuxStream, OwnedReadHalf,
+    OwnedWriteHalf, ReuniteError, SessionSnapshot, Side, Stats, StreamId, StreamSnapshot, Version,
 };
 use smux_proto::ConfigError;
-
-/// The async-io timer and the system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SmolTimer;
-
-impl smux_futures::Timer for SmolTimer {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> Option<smux_futures::Sleep> {
-        let timer = async_io::Timer::at(deadline);
-        Some(Box::pin(async move {
-            timer.await;
-        }))
-    }
-}
 
 /// The client end of a connection (opens odd stream ids), with the async-io timer.
 pub fn client<T>(io: T, config: MuxConfig) -> Result<Mux<T>, ConfigError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    Mux::with_timer(io, Side::Client, config, SmolTimer)
+    Mux::client(io, config, AsyncIoTimer)
 }
 
 /// The server end of a connection (opens even stream ids), with the async-io timer.
@@ -63,5 +54,5 @@ pub fn server<T>(io: T, config: MuxConfig) -> Result<Mux<T>, ConfigError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    Mux::with_timer(io, Side::Server, config, SmolTimer)
+    Mux::server(io, config, AsyncIoTimer)
 }

@@ -92,7 +92,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
 
     /// A mux for `side` of the connection.
     pub fn new(io: T, side: Side, config: MuxConfig) -> Result<Self, ConfigError> {
-        let inner = smux_futures::Mux::with_timer(Transport::new(io), side, config, TokioTimer)?;
+        let inner = smux_futures::Mux::new(Transport::new(io), side, config, TokioTimer)?;
         Ok(Mux { inner })
     }
 
