@@ -731,14 +731,11 @@ async fn setup_yamux(
 /// Our configuration: the default, with `version`; `max_stream_buffer` = [`CAPPED_WINDOW`] for
 /// the extra column; `max_streams` raised for `idle` beyond its default 65536.
 fn ours_config(version: u8, capped_window: bool, scenario: Scenario, p: Params) -> MuxConfig {
-    let mut config = MuxConfig {
-        version: if version == 1 {
-            Version::V1
-        } else {
-            Version::V2
-        },
-        ..MuxConfig::default()
-    };
+    let mut config = MuxConfig::default().with_version(if version == 1 {
+        Version::V1
+    } else {
+        Version::V2
+    });
     if capped_window {
         config.max_stream_buffer = CAPPED_WINDOW;
     }

@@ -16,11 +16,9 @@ const TOTAL: usize = 32 * 1024 * 1024;
 /// the server read.
 fn run(version: Version, streams: usize, chunk: &Bytes) -> usize {
     let now = Instant::now();
-    let config = Config {
-        version,
-        keep_alive_disabled: true,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .with_version(version)
+        .with_keep_alive_disabled(true);
     let mut client = Session::new(Side::Client, config.clone(), now).unwrap();
     let mut server = Session::new(Side::Server, config, now).unwrap();
     let (mut up, mut down) = (BytesMut::new(), BytesMut::new());

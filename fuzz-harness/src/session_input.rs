@@ -15,15 +15,13 @@ use smux_proto::{Config, Event, Frame, FrameDecoder, Session, Side, StreamId, Ve
 use crate::shared::{reply_cap, set_limits, window_bounds, Rng};
 
 fn config(byte: u8) -> Config {
-    let mut c = Config {
-        version: if byte & 2 == 0 {
+    let mut c = Config::default()
+        .with_version(if byte & 2 == 0 {
             Version::V1
         } else {
             Version::V2
-        },
-        keep_alive_disabled: byte & 16 != 0,
-        ..Config::default()
-    };
+        })
+        .with_keep_alive_disabled(byte & 16 != 0);
     let limits = match (byte >> 2) & 3 {
         0 => return c,
         1 => [512, 256, 512, 2048, 1024, 2, 4],

@@ -125,15 +125,13 @@ pub enum Op {
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn config(byte: u8) -> Config {
-    let mut c = Config {
-        version: if byte & 1 == 0 {
+    let mut c = Config::default()
+        .with_version(if byte & 1 == 0 {
             Version::V1
         } else {
             Version::V2
-        },
-        keep_alive_disabled: true,
-        ..Config::default()
-    };
+        })
+        .with_keep_alive_disabled(true);
     let limits = match (byte >> 1) & 3 {
         0 => return c,
         1 => [4096, 1024, 100, 2048, 1024, 2, 4],

@@ -35,21 +35,16 @@ impl Buffers {
 
     /// Our configuration.
     pub fn config(self, version: Version) -> Config {
-        let config = Config {
-            version,
-            ..Config::default()
-        };
+        let config = Config::default().with_version(version);
         match self {
             Buffers::Default => config,
-            Buffers::Small => Config {
-                max_receive_buffer: 256 * 1024,
-                max_stream_buffer: 64 * 1024,
-                max_frame_size: 4 * 1024,
-                max_send_buffer: 128 * 1024,
-                max_stream_send_buffer: 16 * 1024,
-                accept_backlog: 128,
-                ..config
-            },
+            Buffers::Small => config
+                .with_max_receive_buffer(256 * 1024)
+                .with_max_stream_buffer(64 * 1024)
+                .with_max_frame_size(4 * 1024)
+                .with_max_send_buffer(128 * 1024)
+                .with_max_stream_send_buffer(16 * 1024)
+                .with_accept_backlog(128),
         }
     }
 

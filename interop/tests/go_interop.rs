@@ -148,12 +148,10 @@ fn go_binary() -> &'static Path {
 const GO_KEEPALIVE: [&str; 4] = ["-keepalive-interval", "200", "-keepalive-timeout", "10000"];
 
 fn config(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        keep_alive_interval: Duration::from_millis(200),
-        keep_alive_timeout: Duration::from_secs(10),
-        ..MuxConfig::default()
-    }
+    MuxConfig::default()
+        .with_version(version)
+        .with_keep_alive_interval(Duration::from_millis(200))
+        .with_keep_alive_timeout(Duration::from_secs(10))
 }
 
 /// Starts the Go peer as the other end of `our_side` and returns our mux over the connection.
@@ -577,12 +575,10 @@ async fn echo_both_ways<E: Env>(version: Version, ours: Side) {
 /// Both sides: NOP every 100 ms, timeout 500 ms; idle for 1.5 s, then echo.
 async fn keepalive<E: Env>(version: Version, ours: Side) {
     const IDLE: Duration = Duration::from_millis(1500);
-    let config = MuxConfig {
-        version,
-        keep_alive_interval: Duration::from_millis(100),
-        keep_alive_timeout: Duration::from_millis(500),
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default()
+        .with_version(version)
+        .with_keep_alive_interval(Duration::from_millis(100))
+        .with_keep_alive_timeout(Duration::from_millis(500));
     let mut go_args = args(&[
         "-keepalive-interval",
         "100",
@@ -809,11 +805,9 @@ async fn go_closes<E: Env>(version: Version, ours: Side) {
 /// and its FIN reached Go, so it must succeed.
 async fn fin_delivered_then_go_closes<E: Env>(version: Version, ours: Side) {
     const SIZE: usize = 16 << 20;
-    let config = MuxConfig {
-        max_send_buffer: 2 * SIZE,
-        max_stream_send_buffer: 2 * SIZE,
-        ..config(version)
-    };
+    let config = config(version)
+        .with_max_send_buffer(2 * SIZE)
+        .with_max_stream_send_buffer(2 * SIZE);
     let go_args = args(&["-sink", "-close", "-expect", "1"]);
     let (mux, peer) = connect_go::<E>(version, ours, config, &go_args).await;
 

@@ -142,12 +142,10 @@ fn drain(session: &mut Session) -> Vec<u8> {
 /// Go's default configuration (the vectors were written with it; our default window is
 /// larger), without keepalive.
 fn quiet_config(version: Version) -> Config {
-    Config {
-        version,
-        keep_alive_disabled: true,
-        max_stream_buffer: 64 * 1024,
-        ..Config::default()
-    }
+    Config::default()
+        .with_version(version)
+        .with_keep_alive_disabled(true)
+        .with_max_stream_buffer(64 * 1024)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -294,12 +292,10 @@ fn v2_server_session_matches_go() {
 fn nop_session_bytes(version: Version) -> Vec<u8> {
     let start = Instant::now();
     let interval = Duration::from_millis(10);
-    let config = Config {
-        version,
-        keep_alive_interval: interval,
-        keep_alive_timeout: Duration::from_secs(3600),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .with_version(version)
+        .with_keep_alive_interval(interval)
+        .with_keep_alive_timeout(Duration::from_secs(3600));
     let mut s = Session::new(Side::Client, config, start).unwrap();
     assert!(
         drain(&mut s).is_empty(),
@@ -346,10 +342,7 @@ fn v1_max_frame() {
     assert_eq!(&V1_MAXFRAME[8..12], &[1, 2, 0xff, 0xff]);
     check_codec(V1_MAXFRAME, Version::V1, &frames);
 
-    let config = Config {
-        max_frame_size: 65_535,
-        ..quiet_config(Version::V1)
-    };
+    let config = quiet_config(Version::V1).with_max_frame_size(65_535);
     let mut s = Session::new(Side::Client, config, Instant::now()).unwrap();
     let id = s.open_stream().unwrap();
     assert_eq!(s.write(id, &big).unwrap(), big.len());

@@ -859,10 +859,7 @@ async fn smux_rs_client_smux_server() {
 /// payload only, like Go's) is configured with 32760. Every job, 1 MiB ones included, passes.
 async fn smux_rs_client_default_smux_server_with_small_frames() {
     let (client_tcp, server_tcp) = tcp_pair().await;
-    let config = MuxConfig {
-        max_frame_size: 32 * 1024 - 8,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_max_frame_size(32 * 1024 - 8);
     let (ours, driver) = our_mux(client_tcp, true, config);
     let session = smux::Session::server(server_tcp, smux::Config::default())
         .await
@@ -894,10 +891,7 @@ async fn smux_rs_client_default_smux_server_with_small_frames() {
 /// a typed error and closes the transport, which smux notices.
 async fn smux_v2_peer_is_rejected_with_a_typed_error() {
     let (client_tcp, server_tcp) = tcp_pair().await;
-    let config = MuxConfig {
-        version: Version::V2,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(Version::V2);
     let (ours, driver) = our_mux(server_tcp, false, config);
     let session = smux::Session::client(
         client_tcp,

@@ -303,11 +303,10 @@ impl Case {
     /// Our configuration: the case's buffers, and a keepalive slower than the stall detector
     /// (see [`KEEPALIVE`]).
     fn config(&self) -> MuxConfig {
-        MuxConfig {
-            keep_alive_interval: KEEPALIVE,
-            keep_alive_timeout: 3 * KEEPALIVE,
-            ..self.buffers.config(self.version)
-        }
+        self.buffers
+            .config(self.version)
+            .with_keep_alive_interval(KEEPALIVE)
+            .with_keep_alive_timeout(3 * KEEPALIVE)
     }
 
     fn seed(&self) -> u64 {

@@ -80,11 +80,9 @@ fn poll_read_once<T: AsyncRead + AsyncWrite + Unpin + Send>(
 }
 
 fn config(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        keep_alive_disabled: true,
-        ..MuxConfig::default()
-    }
+    MuxConfig::default()
+        .with_version(version)
+        .with_keep_alive_disabled(true)
 }
 
 /// Deterministic test data, different for each seed.
@@ -429,11 +427,9 @@ fn a_round_trip_costs_few_wake_ups_and_lock_acquisitions() {
 fn freed_receive_budget_resumes_input_and_wakes_only_the_reader_concerned() {
     within(10, || {
         let budget = 32 * 1024;
-        let server_config = MuxConfig {
-            max_receive_buffer: budget,
-            max_stream_buffer: budget,
-            ..config(Version::V1)
-        };
+        let server_config = config(Version::V1)
+            .with_max_receive_buffer(budget)
+            .with_max_stream_buffer(budget);
         let (client, server, client_end, _server_end) = linked(config(Version::V1), server_config);
         let (mut a, b, mut c) = block_on(async {
             (
@@ -777,11 +773,9 @@ fn mux_close_delivers_all_data_then_eof_v2() {
 fn stalled_transport(version: Version) {
     within(10, move || {
         let send_budget = 512 * 1024;
-        let client_config = MuxConfig {
-            max_send_buffer: send_budget,
-            max_stream_send_buffer: send_budget,
-            ..config(version)
-        };
+        let client_config = config(version)
+            .with_max_send_buffer(send_budget)
+            .with_max_stream_send_buffer(send_budget);
         let (client, server, client_end, _server_end) = linked(client_config, config(version));
         let (a, b) = block_on(async {
             (
@@ -1090,11 +1084,9 @@ fn completed_and_dropped_waits_leave_no_parked_wakers() {
 fn repolls_with_fresh_wakers_keep_one_entry_per_waiter() {
     within(10, || {
         const POLLS: usize = 1000;
-        let client_config = MuxConfig {
-            max_send_buffer: 64 * 1024,
-            max_stream_send_buffer: 64 * 1024,
-            ..config(Version::V1)
-        };
+        let client_config = config(Version::V1)
+            .with_max_send_buffer(64 * 1024)
+            .with_max_stream_send_buffer(64 * 1024);
         let (client, server, client_end, _server_end) = linked(client_config, config(Version::V1));
 
         // Accept and drive, each a single future polled POLLS times with fresh wakers.

@@ -30,10 +30,7 @@ fn matches_pattern(payload: &[u8], mut offset: usize, mut data: &[u8]) -> bool {
 
 fn run(version: Version) {
     let start = Instant::now();
-    let config = Config {
-        version,
-        ..Config::default()
-    };
+    let config = Config::default().with_version(version);
     let mut client = Session::new(Side::Client, config.clone(), start).unwrap();
     let mut server = Session::new(Side::Server, config, start).unwrap();
     let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());

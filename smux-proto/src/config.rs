@@ -32,21 +32,26 @@ pub const DEFAULT_MAX_SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// Default bound on data written by the application and not yet framed, per stream.
 pub const DEFAULT_MAX_STREAM_SEND_BUFFER: usize = 256 * 1024;
 
-/// How a session behaves. Start from [`Config::default`] (Go's defaults) and change fields;
-/// [`Config::validate`] is checked when a session is created.
+/// How a session behaves. Start from [`Config::default`] (Go's defaults) and change what you
+/// need with the `with_*` methods (or by assigning fields); [`Config::validate`] is checked
+/// when a session is created. The struct is `#[non_exhaustive]`: new settings can come in a
+/// minor release without breaking your code.
 ///
 /// ```
 /// use std::time::Duration;
 /// use smux_proto::{Config, Version};
 ///
-/// let config = Config {
-///     version: Version::V2,
-///     keep_alive_interval: Duration::from_secs(5),
-///     ..Config::default()
-/// };
+/// let config = Config::default()
+///     .with_version(Version::V2)
+///     .with_keep_alive_interval(Duration::from_secs(5));
+/// assert!(config.validate().is_ok());
+///
+/// let mut config = config;
+/// config.max_streams = 1024;
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Protocol version; both ends must agree. Default: [`Version::V1`].
     pub version: Version,
@@ -106,6 +111,36 @@ impl Default for Config {
             max_streams: DEFAULT_MAX_STREAMS,
         }
     }
+}
+
+/// `with_<field>` setters, one per field, each documented by its field.
+macro_rules! with_setters {
+    ($($field:ident: $ty:ty => $with:ident;)*) => {
+        impl Config {
+            $(
+                #[doc = concat!("This config with [`", stringify!($field), "`](Self::", stringify!($field), ") set to `value`.")]
+                #[must_use]
+                pub fn $with(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+with_setters! {
+    version: Version => with_version;
+    keep_alive_disabled: bool => with_keep_alive_disabled;
+    keep_alive_interval: Duration => with_keep_alive_interval;
+    keep_alive_timeout: Duration => with_keep_alive_timeout;
+    max_frame_size: usize => with_max_frame_size;
+    max_receive_buffer: usize => with_max_receive_buffer;
+    max_stream_buffer: usize => with_max_stream_buffer;
+    max_send_buffer: usize => with_max_send_buffer;
+    max_stream_send_buffer: usize => with_max_stream_send_buffer;
+    accept_backlog: usize => with_accept_backlog;
+    max_streams: usize => with_max_streams;
 }
 
 impl Config {

@@ -85,16 +85,14 @@ impl Limits {
     }
 
     fn config(&self) -> Config {
-        Config {
-            version: Version::V2,
-            keep_alive_disabled: true,
-            max_frame_size: self.max_frame_size,
-            max_receive_buffer: self.max_receive_buffer,
-            max_stream_buffer: self.max_stream_buffer,
-            max_send_buffer: self.max_send_buffer,
-            max_stream_send_buffer: self.max_stream_send_buffer,
-            ..Config::default()
-        }
+        Config::default()
+            .with_version(Version::V2)
+            .with_keep_alive_disabled(true)
+            .with_max_frame_size(self.max_frame_size)
+            .with_max_receive_buffer(self.max_receive_buffer)
+            .with_max_stream_buffer(self.max_stream_buffer)
+            .with_max_send_buffer(self.max_send_buffer)
+            .with_max_stream_send_buffer(self.max_stream_send_buffer)
     }
 }
 

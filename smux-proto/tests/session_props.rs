@@ -90,17 +90,15 @@ impl Limits {
     }
 
     fn config(&self, version: Version) -> Config {
-        Config {
-            version,
-            keep_alive_interval: KEEP_ALIVE_INTERVAL,
-            keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
-            max_frame_size: self.max_frame_size,
-            max_receive_buffer: self.max_receive_buffer,
-            max_stream_buffer: self.max_stream_buffer,
-            max_send_buffer: self.max_send_buffer,
-            max_stream_send_buffer: self.max_stream_send_buffer,
-            ..Config::default()
-        }
+        Config::default()
+            .with_version(version)
+            .with_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .with_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .with_max_frame_size(self.max_frame_size)
+            .with_max_receive_buffer(self.max_receive_buffer)
+            .with_max_stream_buffer(self.max_stream_buffer)
+            .with_max_send_buffer(self.max_send_buffer)
+            .with_max_stream_send_buffer(self.max_stream_send_buffer)
     }
 }
 
@@ -1944,7 +1942,7 @@ proptest! {
         }
         let (bad_at, expected) = first_bad.expect("a garbage segment");
         let now = base();
-        let mut s = Session::new(side, Config { version, ..Config::default() }, now).unwrap();
+        let mut s = Session::new(side, Config::default().with_version(version), now).unwrap();
         let mut buf = BytesMut::new();
         let mut fed = 0;
         let mut cuts = cuts.into_iter();
@@ -1992,7 +1990,7 @@ proptest! {
         let wire = bytes.concat();
         let side = if server { Side::Server } else { Side::Client };
         let now = base();
-        let mut s = Session::new(side, Config { version, ..Config::default() }, now).unwrap();
+        let mut s = Session::new(side, Config::default().with_version(version), now).unwrap();
         let mut buf = BytesMut::new();
         let mut error: Option<Error> = None;
         for piece in wire.chunks(step) {
@@ -2130,7 +2128,9 @@ proptest! {
             f.encode(version, &mut wire).unwrap();
         }
         let now = base();
-        let config = Config { version, max_stream_buffer: stream_buffer, ..Config::default() };
+        let config = Config::default()
+            .with_version(version)
+            .with_max_stream_buffer(stream_buffer);
         let mut s = Session::new(side, config, now).unwrap();
         let mut buf = BytesMut::new();
         let mut fed = 0;

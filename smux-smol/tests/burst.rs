@@ -47,10 +47,7 @@ async fn burst(version: Version, run: usize) {
     let (a, b) = (a.unwrap(), b.unwrap().0);
     a.set_nodelay(true).unwrap();
     b.set_nodelay(true).unwrap();
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     let client: TcpMux = smux_smol::client(a, config.clone()).unwrap();
     let server: TcpMux = smux_smol::server(b, config).unwrap();
     let progress = Arc::new(Progress::default());

@@ -63,10 +63,7 @@ async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {
     let (a, (b, _)) = futures::future::try_join(TcpStream::connect(addr), listener.accept())
         .await
         .unwrap();
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     (
         smux_smol::client(a, config.clone()).unwrap(),
         smux_smol::server(b, config).unwrap(),

@@ -45,10 +45,7 @@ async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {
             .unwrap();
     client.set_nodelay(true).unwrap();
     server.set_nodelay(true).unwrap();
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     (
         smux_smol::client(client, config.clone()).unwrap(),
         smux_smol::server(server, config).unwrap(),

@@ -32,10 +32,7 @@ async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {
     let (a, b) = (a.unwrap(), b.unwrap().0);
     a.set_nodelay(true).unwrap();
     b.set_nodelay(true).unwrap();
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     (
         smux_smol::client(a, config.clone()).unwrap(),
         smux_smol::server(b, config).unwrap(),

@@ -28,20 +28,15 @@ fn run(name: &str, limit: Duration, body: impl Future<Output = ()>) {
 }
 
 fn config(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        ..MuxConfig::default()
-    }
+    MuxConfig::default().with_version(version)
 }
 
 /// Short keepalive: NOP every 100 ms, fail after 300 ms of silence.
 fn fast_keepalive(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        keep_alive_interval: Duration::from_millis(100),
-        keep_alive_timeout: Duration::from_millis(300),
-        ..MuxConfig::default()
-    }
+    MuxConfig::default()
+        .with_version(version)
+        .with_keep_alive_interval(Duration::from_millis(100))
+        .with_keep_alive_timeout(Duration::from_millis(300))
 }
 
 /// A listener on an ephemeral loopback port.
@@ -622,17 +617,13 @@ fn paused_input_resumes_from_buffered_frames_v1() {
         "paused_input_resumes_from_buffered_frames_v1",
         Duration::from_secs(5),
         async {
-            let client_config = MuxConfig {
-                keep_alive_disabled: true,
-                max_frame_size: 1024,
-                ..MuxConfig::default()
-            };
-            let server_config = MuxConfig {
-                keep_alive_disabled: true,
-                max_receive_buffer: 32 * 1024,
-                max_stream_buffer: 32 * 1024,
-                ..MuxConfig::default()
-            };
+            let client_config = MuxConfig::default()
+                .with_keep_alive_disabled(true)
+                .with_max_frame_size(1024);
+            let server_config = MuxConfig::default()
+                .with_keep_alive_disabled(true)
+                .with_max_receive_buffer(32 * 1024)
+                .with_max_stream_buffer(32 * 1024);
             let (client, server) = mux_pair(client_config, server_config).await;
             // 48 frames of 1 KiB and a FIN: one socket read on the server takes them all.
             let data = XorShift::new(3).bytes(48 * 1024);

@@ -45,10 +45,7 @@ async fn serve(mux: Mux<TcpStream>) {
 }
 
 async fn run(version: Version) -> std::io::Result<()> {
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server_config = config.clone();

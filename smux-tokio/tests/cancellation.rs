@@ -81,10 +81,7 @@ async fn mux_pair_with(
 }
 
 fn config(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        ..MuxConfig::default()
-    }
+    MuxConfig::default().with_version(version)
 }
 
 /// Writes `data` in random pieces with random pauses (so that the reader often finds nothing
@@ -445,17 +442,13 @@ matrix!(cancelled_connects_leave_no_trace);
 /// `write` that returned `Ok(n)` delivered exactly those n bytes, and a cancelled one none.
 async fn cancelled_writes_deliver_what_they_reported(version: Version) {
     const LEN: usize = 1 << 20;
-    let small = MuxConfig {
-        max_stream_send_buffer: 16 * 1024,
-        max_send_buffer: 64 * 1024,
-        ..config(version)
-    };
+    let small = config(version)
+        .with_max_stream_send_buffer(16 * 1024)
+        .with_max_send_buffer(64 * 1024);
     // The receiver buffers little, so the slow reader holds the writer back.
-    let receiver = MuxConfig {
-        max_receive_buffer: 64 * 1024,
-        max_stream_buffer: 32 * 1024,
-        ..config(version)
-    };
+    let receiver = config(version)
+        .with_max_receive_buffer(64 * 1024)
+        .with_max_stream_buffer(32 * 1024);
     let (client, server) = mux_pair_with(small, receiver, true).await;
     let data = payload(21, LEN);
     let mut w = client.connect().await.unwrap();
@@ -515,10 +508,7 @@ async fn write_all_dropped_half_way(version: Version) {
     // More than the kernel buffers of a loopback connection hold, so that the write_all
     // cannot finish while nobody reads.
     const LEN: usize = 16 << 20;
-    let small = MuxConfig {
-        max_stream_send_buffer: 16 * 1024,
-        ..config(version)
-    };
+    let small = config(version).with_max_stream_send_buffer(16 * 1024);
     let (client, server) = mux_pair(small, config(version)).await;
     let data = payload(31, LEN);
     for round in 0..4u64 {

@@ -154,10 +154,7 @@ async fn hostile_pair(side: Side, config: MuxConfig) -> (TcpMux, TcpStream) {
 }
 
 fn config(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        ..MuxConfig::default()
-    }
+    MuxConfig::default().with_version(version)
 }
 
 /// The first two stream ids the raw peer uses: the parity of the side opposite ours.
@@ -514,10 +511,7 @@ async fn data_beyond_the_v2_window() {
             }
             bad.extend(frame(2, PSH, flooded, &chunk[..limit - sent]));
             bad.extend(frame(2, PSH, flooded, b"!"));
-            let cfg = MuxConfig {
-                max_stream_buffer,
-                ..config(Version::V2)
-            };
+            let cfg = config(Version::V2).with_max_stream_buffer(max_stream_buffer);
             let healthy = Healthy::start(Version::V2).await;
             let (mux, mut raw) = hostile_pair(side, cfg).await;
             // Nobody accepts the stream (a released stream's data is dropped, not buffered):
@@ -658,11 +652,9 @@ async fn v2_peer_finishes_and_stops_granting_window() {
     let _serial = SERIAL.lock().await;
     let healthy = Healthy::start(Version::V2).await;
     let keep_alive_timeout = Duration::from_millis(800);
-    let cfg = MuxConfig {
-        keep_alive_interval: Duration::from_millis(100),
-        keep_alive_timeout,
-        ..config(Version::V2)
-    };
+    let cfg = config(Version::V2)
+        .with_keep_alive_interval(Duration::from_millis(100))
+        .with_keep_alive_timeout(keep_alive_timeout);
     let (mux, raw) = hostile_pair(Side::Client, cfg).await;
     let (mut reader, mut writer) = raw.into_split();
     let mut s = mux.connect().await.unwrap();
@@ -777,10 +769,7 @@ async fn syn_flood_pauses_at_the_accept_backlog() {
     for version in VERSIONS {
         let v = ver(version);
         let healthy = Healthy::start(version).await;
-        let cfg = MuxConfig {
-            accept_backlog: BACKLOG,
-            ..config(version)
-        };
+        let cfg = config(version).with_accept_backlog(BACKLOG);
         assert!(cfg.max_streams > 2 * BACKLOG);
         let (ours, raw, kernel) = tcp_pair_with(true).await;
         let mux = Mux::server(ours, cfg).unwrap();
@@ -880,11 +869,9 @@ async fn syn_flood_beyond_max_streams_is_refused_and_counted() {
     for version in VERSIONS {
         let v = ver(version);
         let healthy = Healthy::start(version).await;
-        let cfg = MuxConfig {
-            accept_backlog: BACKLOG,
-            max_streams: MAX_STREAMS,
-            ..config(version)
-        };
+        let cfg = config(version)
+            .with_accept_backlog(BACKLOG)
+            .with_max_streams(MAX_STREAMS);
         let (mux, raw) = hostile_pair(Side::Server, cfg).await;
         let (reader, mut writer) = raw.into_split();
         let fins = spawn_fin_counter(reader);
@@ -1018,11 +1005,9 @@ async fn syn_flood_without_reading_stalls_the_peer() {
     for version in VERSIONS {
         let v = ver(version);
         let healthy = Healthy::start(version).await;
-        let cfg = MuxConfig {
-            accept_backlog: 2 * MAX_STREAMS,
-            max_streams: MAX_STREAMS,
-            ..config(version)
-        };
+        let cfg = config(version)
+            .with_accept_backlog(2 * MAX_STREAMS)
+            .with_max_streams(MAX_STREAMS);
         let (ours, raw, kernel) = tcp_pair_with(true).await;
         let mux = Mux::server(ours, cfg).unwrap();
         let (reader, writer) = raw.into_split();
@@ -1148,11 +1133,9 @@ async fn unread_input_is_bounded_by_the_receive_buffer() {
     for (version, streams, per_stream) in [(Version::V1, 1, 8 << 20), (Version::V2, 32, 200_000)] {
         let v = ver(version);
         let healthy = Healthy::start(version).await;
-        let cfg = MuxConfig {
-            max_receive_buffer: MAX_RECEIVE_BUFFER,
-            max_stream_buffer: 64 * 1024,
-            ..config(version)
-        };
+        let cfg = config(version)
+            .with_max_receive_buffer(MAX_RECEIVE_BUFFER)
+            .with_max_stream_buffer(64 * 1024);
         let (ours, raw, kernel) = tcp_pair_with(true).await;
         let mux = Mux::server(ours, cfg).unwrap();
         let (mut reader, writer) = raw.into_split();
@@ -1222,10 +1205,7 @@ async fn unread_input_memory_whatever_the_framing() {
         // Smaller for one-byte frames, which take long to send and process.
         let max_receive_buffer: usize = if pinning.is_some() { 4 << 20 } else { 1 << 20 };
         let v = ver(Version::V1);
-        let cfg = MuxConfig {
-            max_receive_buffer,
-            ..config(Version::V1)
-        };
+        let cfg = config(Version::V1).with_max_receive_buffer(max_receive_buffer);
         let (ours, raw, _) = tcp_pair_with(true).await;
         let mux = Mux::server(ours, cfg).unwrap();
         let (reader, mut writer) = raw.into_split();
@@ -1307,11 +1287,9 @@ async fn peer_never_reads(
     stream_send: usize,
 ) {
     let healthy = Healthy::start(version).await;
-    let cfg = MuxConfig {
-        max_send_buffer: send_buffer,
-        max_stream_send_buffer: stream_send,
-        ..config(version)
-    };
+    let cfg = config(version)
+        .with_max_send_buffer(send_buffer)
+        .with_max_stream_send_buffer(stream_send);
     let (ours, raw, kernel) = tcp_pair_with(true).await;
     let mux = Mux::client(ours, cfg).unwrap();
     // Far beyond every bound: 2 MiB on one stream, 4 MiB in all on several.
@@ -1407,11 +1385,9 @@ async fn tiny_writes_to_a_peer_that_never_reads() {
     const MAX_SEND_BUFFER: usize = 512 * 1024;
     const STREAMS: usize = 4;
     let _serial = SERIAL.lock().await;
-    let cfg = MuxConfig {
-        max_send_buffer: MAX_SEND_BUFFER,
-        max_stream_send_buffer: MAX_SEND_BUFFER / STREAMS,
-        ..config(Version::V1)
-    };
+    let cfg = config(Version::V1)
+        .with_max_send_buffer(MAX_SEND_BUFFER)
+        .with_max_stream_send_buffer(MAX_SEND_BUFFER / STREAMS);
     // The peer: connected, and never reading.
     let (ours, raw, _) = tcp_pair_with(true).await;
     let mux = Mux::client(ours, cfg).unwrap();
@@ -1471,11 +1447,9 @@ async fn silent_peer(side: Side, version: Version) {
     let interval = Duration::from_millis(100);
     let keep_alive_timeout = Duration::from_secs(1);
     let healthy = Healthy::start(version).await;
-    let cfg = MuxConfig {
-        keep_alive_interval: interval,
-        keep_alive_timeout,
-        ..config(version)
-    };
+    let cfg = config(version)
+        .with_keep_alive_interval(interval)
+        .with_keep_alive_timeout(keep_alive_timeout);
     let start = Instant::now();
     let (mux, mut raw) = hostile_pair(side, cfg).await;
     let mut stream = mux.connect().await.unwrap();
@@ -1518,11 +1492,9 @@ async fn silent_peer_times_out() {
 async fn trickled_frame(version: Version) {
     let keep_alive_timeout = Duration::from_millis(800);
     let healthy = Healthy::start(version).await;
-    let cfg = MuxConfig {
-        keep_alive_interval: Duration::from_millis(100),
-        keep_alive_timeout,
-        ..config(version)
-    };
+    let cfg = config(version)
+        .with_keep_alive_interval(Duration::from_millis(100))
+        .with_keep_alive_timeout(keep_alive_timeout);
     let start = Instant::now();
     let (mux, raw) = hostile_pair(Side::Server, cfg).await;
     let (mut reader, mut writer) = raw.into_split();

@@ -31,10 +31,7 @@ async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {
     let (client, (server, _)) = (client.unwrap(), accepted.unwrap());
     client.set_nodelay(true).unwrap();
     server.set_nodelay(true).unwrap();
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     (
         Mux::client(client, config.clone()).unwrap(),
         Mux::server(server, config).unwrap(),

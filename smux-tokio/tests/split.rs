@@ -23,10 +23,7 @@ async fn mux_pair(version: Version) -> (TcpMux, TcpMux) {
     let (a, b) = (a.unwrap(), b.unwrap().0);
     a.set_nodelay(true).unwrap();
     b.set_nodelay(true).unwrap();
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     (
         Mux::client(a, config.clone()).unwrap(),
         Mux::server(b, config).unwrap(),

@@ -27,19 +27,14 @@ const HANG: Duration = Duration::from_secs(60);
 // Helpers
 
 fn config(version: Version) -> MuxConfig {
-    MuxConfig {
-        version,
-        ..MuxConfig::default()
-    }
+    MuxConfig::default().with_version(version)
 }
 
 fn keepalive_config(version: Version, interval: Duration, timeout: Duration) -> MuxConfig {
-    MuxConfig {
-        version,
-        keep_alive_interval: interval,
-        keep_alive_timeout: timeout,
-        ..MuxConfig::default()
-    }
+    MuxConfig::default()
+        .with_version(version)
+        .with_keep_alive_interval(interval)
+        .with_keep_alive_timeout(timeout)
 }
 
 /// Two ends of a fresh loopback TCP connection: (connecting side, accepting side).
@@ -566,13 +561,11 @@ async fn keepalive_alive_v2_multi_thread() {
 /// timer can hide a lost wake-up.
 async fn read_resumes_paused_input(version: Version) {
     const HALF: usize = 32 * 1024;
-    let config = MuxConfig {
-        version,
-        keep_alive_disabled: true,
-        max_receive_buffer: 2 * HALF,
-        max_stream_buffer: 2 * HALF,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default()
+        .with_version(version)
+        .with_keep_alive_disabled(true)
+        .with_max_receive_buffer(2 * HALF)
+        .with_max_stream_buffer(2 * HALF);
     let (client, server) = mux_pair(config.clone(), config).await;
 
     // Three streams, opened and accepted.

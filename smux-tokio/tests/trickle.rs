@@ -106,10 +106,7 @@ async fn trickle(version: Version) {
     let _serial = SERIAL.lock().await;
     let v = version.as_u8();
     let (mut raw, ours) = tcp_pair().await;
-    let config = MuxConfig {
-        version,
-        ..MuxConfig::default()
-    };
+    let config = MuxConfig::default().with_version(version);
     let max_send_buffer = config.max_send_buffer;
     let mux = Mux::server(ours, config).unwrap();
     let echoed = Arc::new(AtomicU64::new(0));
