@@ -43,6 +43,13 @@ const WRITE_SLICES: usize = 64;
 /// Writes at least this big try the zero-copy path (smaller ones gather better in the queue).
 const DIRECT_MIN: usize = 16 * 1024;
 
+impl Core {
+    /// The time on the mux's clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.timer.now()
+    }
+}
+
 /// The session and what goes with it; guarded by the short lock.
 pub(crate) struct Core {
     pub(crate) session: Session,

@@ -145,7 +145,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
             if let Some(e) = core.session.error() {
                 return Poll::Ready(Err(io_error(e.clone())));
             }
-            if core.session.is_closing() {
+            if core.session.is_closing() || core.session.is_draining() {
                 return Poll::Ready(Err(io_error(Error::LocallyClosed)));
             }
             Poll::Pending
@@ -159,6 +159,57 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// accept the data (in version 2, to grant window); wrap it in a timeout if needed.
     pub async fn close(&self) -> io::Result<()> {
         self.shared.with(|core| core.session.close());
+        self.drive().await
+    }
+
+    /// Drains the connection, the graceful shutdown of a server that stops taking work:
+    /// streams the peer opens from now on are refused, the open ones go on until the
+    /// application is done with them, and then the connection closes as with
+    /// [`close`](Self::close). After `timeout` it closes anyway, finishing the streams left
+    /// after the data written to them. Returns when the connection has ended, like
+    /// [`drive`](Self::drive).
+    ///
+    /// What the peer sees: a stream it opens during the drain gets a FIN at once (smux has no
+    /// reset), so its reads end right away and what it writes is discarded; Go's smux reports
+    /// `io.EOF` on such a stream. `connect` on this side fails; `accept` (and [`Incoming`])
+    /// still give the streams that arrived before the drain, and then end.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use std::time::Duration;
+    /// use futures::io::{AsyncReadExt, AsyncWriteExt};
+    /// use smux_futures::{Mux, MuxConfig, NoTimer};
+    ///
+    /// let (a, b) = smux_futures::test_util::duplex();
+    /// let client = Mux::client(a, MuxConfig::default(), NoTimer).unwrap();
+    /// let server = Mux::server(b, MuxConfig::default(), NoTimer).unwrap();
+    /// let mut s = client.connect().await?;
+    /// s.write_all(b"work").await?;
+    /// let mut t = server.accept().await?;
+    ///
+    /// let drain = server.drain(Duration::from_secs(30));
+    /// let finish = async move {
+    ///     let mut work = [0u8; 4];
+    ///     t.read_exact(&mut work).await?;
+    ///     t.write_all(b"done").await?;
+    ///     drop(t); // the last stream: the drain closes the connection
+    ///     let mut reply = Vec::new();
+    ///     s.read_to_end(&mut reply).await?;
+    ///     assert_eq!(reply, b"done");
+    ///     Ok::<_, std::io::Error>(())
+    /// };
+    /// let (drained, finished) = futures::join!(drain, finish);
+    /// drained?;
+    /// finished?;
+    /// assert!(server.is_closed());
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn drain(&self, timeout: std::time::Duration) -> io::Result<()> {
+        self.shared.with(|core| {
+            let deadline = core.now() + timeout;
+            core.session.drain(Some(deadline));
+        });
         self.drive().await
     }
 

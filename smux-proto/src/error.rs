@@ -119,6 +119,9 @@ pub enum OpenError {
         /// The configured limit.
         limit: usize,
     },
+    /// The session is draining ([`Session::drain`](crate::Session::drain)): no new streams.
+    #[error("the session is draining: no new streams")]
+    Draining,
     /// The session is closing or closed.
     #[error("session closed: {0}")]
     SessionClosed(Error),

@@ -53,6 +53,8 @@ pub struct SessionSnapshot {
     pub input_pause: Option<InputPause>,
     /// `close` was called or the session ended.
     pub closing: bool,
+    /// `drain` was called.
+    pub draining: bool,
     /// Why the session ended, once it has.
     pub error: Option<Error>,
     /// Unread bytes, all streams.

@@ -142,6 +142,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
         self.inner.close().await
     }
 
+    /// Drains: refuses new streams from the peer, lets the open ones finish, then closes;
+    /// after `timeout` it closes anyway (see [`smux_futures::Mux::drain`]).
+    pub async fn drain(&self, timeout: std::time::Duration) -> io::Result<()> {
+        self.inner.drain(timeout).await
+    }
+
     /// Drives the connection until it ends (optional: any poll drives it too).
     pub async fn drive(&self) -> io::Result<()> {
         self.inner.drive().await

@@ -18,7 +18,47 @@ impl Session {
                 if let (Some(stream), Version::V2) = (stream, self.config.version) {
                     self.credit.removed(id, &stream.recv_window);
                 }
+                self.check_drain();
             }
+        }
+    }
+
+    /// Starts a drain: the graceful shutdown of a server that stops taking work.
+    ///
+    /// - Streams the peer opens from now on are refused: each gets a FIN at once (smux has
+    ///   no reset), so the peer reads its end right away and what it writes is discarded,
+    ///   as for any stream beyond [`Config::max_streams`]. They count in
+    ///   [`Stats::streams_refused`](crate::Stats::streams_refused).
+    /// - [`open_stream`](Self::open_stream) fails with [`OpenError::Draining`].
+    /// - Streams already open, and those waiting in the accept backlog, go on as usual.
+    /// - Once no stream is left (every one finished by both sides, or dropped by the
+    ///   application, and its FIN framed), the session [`close`](Self::close)s. At
+    ///   `deadline`, if one is given, it closes with whatever streams are left: each is
+    ///   finished after the data written to it.
+    ///
+    /// Draining again moves the deadline; a closing or closed session ignores it.
+    pub fn drain(&mut self, deadline: Option<Instant>) {
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        self.drain = Some(Drain { deadline });
+        self.check_drain();
+    }
+
+    /// True once [`drain`](Self::drain) was called (also after the drain ended in a close).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    /// Closes a draining session once no stream is left or its deadline has come.
+    pub(super) fn check_drain(&mut self) {
+        let Some(drain) = self.drain else { return };
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        let late = drain.deadline.is_some_and(|at| self.now >= at);
+        if self.streams.is_empty() || late {
+            self.close();
         }
     }
 

@@ -57,6 +57,13 @@ enum Control {
     Nop,
 }
 
+/// A drain in progress (see [`Session::drain`]).
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// When the session closes even with streams left.
+    deadline: Option<Instant>,
+}
+
 #[derive(Debug, Clone)]
 enum State {
     Open,
@@ -113,6 +120,8 @@ pub struct Session {
     stall_deadlines: VecDeque<(Instant, StreamId)>,
     /// A direct write was begun and not ended yet: no other output until it is.
     direct_in_flight: bool,
+    /// Set by [`drain`](Self::drain).
+    drain: Option<Drain>,
     stats: Stats,
 }
 
@@ -148,6 +157,7 @@ impl Session {
             fins_in_outbox: Vec::new(),
             stall_deadlines: VecDeque::new(),
             direct_in_flight: false,
+            drain: None,
             stats: Stats::default(),
         })
     }
@@ -247,6 +257,7 @@ impl Session {
             version: self.config.version,
             input_pause: self.input_pause(),
             closing: self.is_closing(),
+            draining: self.is_draining(),
             error: self.error().cloned(),
             buffered_input: self.recv_buffered,
             buffered_output: self.send_buffered,
@@ -354,6 +365,7 @@ impl Session {
             self.stall_deadlines.pop_front();
             self.expire_stall(id, deadline);
         }
+        self.check_drain();
     }
 
     // ----------------------------------------------------------------------------------------
@@ -365,6 +377,9 @@ impl Session {
             State::Open => {}
             State::Closing => return Err(OpenError::SessionClosed(Error::LocallyClosed)),
             State::Closed(e) => return Err(OpenError::SessionClosed(e.clone())),
+        }
+        if self.drain.is_some() {
+            return Err(OpenError::Draining);
         }
         if self.streams.len() >= self.config.max_streams {
             return Err(OpenError::TooManyStreams {
@@ -648,6 +663,11 @@ impl Session {
             return None;
         }
         let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
+        if let Some(Drain { deadline: Some(at) }) = self.drain {
+            if matches!(self.state, State::Open) {
+                next = min_instant(next, at);
+            }
+        }
         if !self.config.keep_alive_disabled {
             next = min_instant(next, self.next_keepalive);
             if !self.input_paused && self.wants_read() {

@@ -27,7 +27,10 @@ impl Session {
             return; // Go ignores a SYN for an open stream.
         }
         // A full backlog never gets here: input pauses until the application accepts.
-        if !matches!(self.state, State::Open) || self.streams.len() >= self.config.max_streams {
+        if !matches!(self.state, State::Open)
+            || self.drain.is_some()
+            || self.streams.len() >= self.config.max_streams
+        {
             self.stats.streams_refused += 1;
             self.control.push_back(Control::Fin(id));
             return;

@@ -12,6 +12,7 @@ use crate::{
 
 mod credit;
 mod direct;
+mod drain;
 mod flow_control;
 mod keepalive;
 mod lifecycle;
