@@ -17,6 +17,13 @@ echo "== unit, integration and doc tests"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+echo "== optional features: tracing has its own test, and is not compiled in by default"
+cargo test -p smux-tokio --features tracing --test tracing
+if cargo tree -p smux-tokio -p smux-smol -e normal --prefix none | grep -q '^tracing '; then
+  echo "tracing is compiled in without the feature" >&2
+  exit 1
+fi
+
 echo "== benchmarks compile"
 cargo bench --workspace --no-run
 

@@ -181,6 +181,9 @@ pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     /// Acquisitions of the core lock (tests measure them per round trip).
     #[cfg(test)]
     core_locks: std::sync::atomic::AtomicUsize,
+    /// The session's span, for the driver's own events (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
@@ -190,7 +193,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let read_spare = session.config().max_receive_buffer / READ_BLOCK + 2;
         let wakers = Arc::new(Wakers::default());
         let duty = Waker::from(Arc::new(Duty(wakers.clone())));
+        #[cfg(feature = "tracing")]
+        let span = session.span().clone();
         Driver {
+            #[cfg(feature = "tracing")]
+            span,
             core: Mutex::new(Core {
                 session,
                 timer,
@@ -491,7 +498,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     continue;
                 }
                 Poll::Ready(Err(e)) => e,
-                Poll::Pending => return progress,
+                Poll::Pending => {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(
+                        parent: &self.span,
+                        waiting = io.out.iter().map(|c| c.len()).sum::<usize>(),
+                        "transport full: output waits"
+                    );
+                    return progress;
+                }
             };
             io.out.clear();
             self.core().session.handle_transport_error(failed);

@@ -177,6 +177,7 @@ mod session;
 mod snapshot;
 mod stream;
 mod stream_id;
+mod trace;
 mod window;
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! its failure.
 
 use super::*;
+use crate::trace::event;
 
 impl Session {
     // ----------------------------------------------------------------------------------------
@@ -15,6 +16,7 @@ impl Session {
                 && stream.send_len() == 0
             {
                 let stream = self.streams.remove(&id);
+                event!(self, debug, stream = id.as_u32(), "stream closed");
                 if let (Some(stream), Version::V2) = (stream, self.config.version) {
                     self.credit.removed(id, &stream.recv_window);
                 }
@@ -41,6 +43,13 @@ impl Session {
         if !matches!(self.state, State::Open) {
             return;
         }
+        event!(
+            self,
+            info,
+            streams = self.streams.len(),
+            ?deadline,
+            "draining"
+        );
         self.drain = Some(Drain { deadline });
         self.check_drain();
     }
@@ -74,6 +83,7 @@ impl Session {
             .values()
             .all(|s| s.write_half == WriteHalf::FinQueued && s.send_len() == 0);
         if all_finished {
+            event!(self, debug, "closed: everything handed to the transport");
             self.state = State::Closed(Error::LocallyClosed);
             self.events.push_back(Event::Closed(Error::LocallyClosed));
         }
@@ -83,6 +93,15 @@ impl Session {
     pub(super) fn fail(&mut self, error: Error) -> Error {
         if let State::Closed(existing) = &self.state {
             return existing.clone();
+        }
+        match &error {
+            Error::Protocol(_) => {
+                event!(self, warn, %error, "protocol violation: session ended");
+            }
+            Error::LocallyClosed | Error::PeerClosed => {
+                event!(self, debug, %error, "session ended");
+            }
+            _ => event!(self, info, %error, "session ended"),
         }
         self.state = State::Closed(error.clone());
         self.outbox.clear();

@@ -23,6 +23,7 @@ use crate::schedule::ReadyQueue;
 use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
 use crate::stream::{Stall, Stream, WriteHalf};
 use crate::stream_id::{Side, StreamId, StreamIdAllocator};
+use crate::trace::event;
 
 pub(crate) mod direct;
 mod lifecycle;
@@ -122,6 +123,9 @@ pub struct Session {
     direct_in_flight: bool,
     /// Set by [`drain`](Self::drain).
     drain: Option<Drain>,
+    /// The span of this session's log events.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
     stats: Stats,
 }
 
@@ -130,6 +134,10 @@ impl Session {
     pub fn new(side: Side, config: Config, now: Instant) -> Result<Session, crate::ConfigError> {
         config.validate()?;
         let credit = Credit::new(config.max_receive_buffer, config.max_stream_buffer);
+        #[cfg(feature = "tracing")]
+        let span = crate::trace::session_span(side, config.version);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(parent: &span, "session started");
         Ok(Session {
             side,
             decoder: FrameDecoder::new(config.version),
@@ -158,12 +166,21 @@ impl Session {
             stall_deadlines: VecDeque::new(),
             direct_in_flight: false,
             drain: None,
+            #[cfg(feature = "tracing")]
+            span,
             stats: Stats::default(),
         })
     }
 
     // ----------------------------------------------------------------------------------------
     // Getters
+
+    /// The `tracing` span of this session's log events (feature `tracing`): a driver can
+    /// enter it, or use it as the parent of its own events.
+    #[cfg(feature = "tracing")]
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
 
     /// Which end this session is.
     pub fn side(&self) -> Side {
@@ -294,6 +311,14 @@ impl Session {
         }
         loop {
             if !self.wants_read() {
+                if !self.input_paused {
+                    event!(
+                        self,
+                        debug,
+                        reason = %self.input_pause().map(|p| p.to_string()).unwrap_or_default(),
+                        "input paused"
+                    );
+                }
                 self.input_paused = true;
                 return Ok(());
             }
@@ -354,6 +379,12 @@ impl Session {
                 self.next_keepalive = now + self.config.keep_alive_interval;
             }
             if !self.input_paused && now >= self.last_input + self.config.keep_alive_timeout {
+                event!(
+                    self,
+                    warn,
+                    timeout = ?self.config.keep_alive_timeout,
+                    "keepalive timeout: nothing received from the peer"
+                );
                 self.fail(Error::KeepAliveTimeout(self.config.keep_alive_timeout));
                 return;
             }
@@ -397,6 +428,7 @@ impl Session {
         self.control.push_back(Control::Syn(id));
         self.create_stream(id);
         self.stats.streams_opened += 1;
+        event!(self, debug, stream = id.as_u32(), "stream opened");
         Ok(id)
     }
 
@@ -410,6 +442,7 @@ impl Session {
             self.backlog_buffered -= stream.recv_len();
         }
         self.stats.streams_accepted += 1;
+        event!(self, debug, stream = id.as_u32(), "stream accepted");
         Some(id)
     }
 
@@ -547,6 +580,7 @@ impl Session {
         if !matches!(self.state, State::Open) {
             return;
         }
+        event!(self, debug, streams = self.streams.len(), "closing");
         self.state = State::Closing;
         for id in std::mem::take(&mut self.backlog) {
             if let Some(stream) = self.streams.get_mut(&id) {

@@ -2,6 +2,7 @@
 //! version 2 receive credit the reads give back (windows granted, room for replies).
 
 use super::*;
+use crate::trace::event;
 
 impl Session {
     // ----------------------------------------------------------------------------------------
@@ -31,6 +32,19 @@ impl Session {
             || self.drain.is_some()
             || self.streams.len() >= self.config.max_streams
         {
+            event!(
+                self,
+                info,
+                stream = id.as_u32(),
+                reason = if self.drain.is_some() {
+                    "draining"
+                } else if matches!(self.state, State::Open) {
+                    "max_streams reached"
+                } else {
+                    "closing"
+                },
+                "stream from the peer refused"
+            );
             self.stats.streams_refused += 1;
             self.control.push_back(Control::Fin(id));
             return;
@@ -40,6 +54,12 @@ impl Session {
             stream.unaccepted = true;
         }
         self.backlog.push_back(id);
+        event!(
+            self,
+            debug,
+            stream = id.as_u32(),
+            "stream opened by the peer"
+        );
         self.events.push_back(Event::StreamOpened { stream_id: id });
     }
 
@@ -52,6 +72,12 @@ impl Session {
             return;
         }
         stream.fin_received = true;
+        event!(
+            self,
+            debug,
+            stream = id.as_u32(),
+            "stream finished by the peer"
+        );
         if self.config.version == Version::V2 {
             self.credit.closed(id, &mut stream.recv_window);
         }

@@ -2,6 +2,7 @@
 //! control frames that go first, and the send budget's waiters.
 
 use super::*;
+use crate::trace::event;
 
 impl Session {
     // ----------------------------------------------------------------------------------------
@@ -79,6 +80,20 @@ impl Session {
         }
         let room = (stream_cap - stream.send_len()).min(session_room);
         if room == 0 {
+            if !stream.write_blocked {
+                event!(
+                    self,
+                    trace,
+                    stream = id.as_u32(),
+                    reason = if session_room == 0 {
+                        "session send buffer full"
+                    } else {
+                        "stream send buffer full"
+                    },
+                    "write blocked"
+                );
+            }
+            let stream = self.open_for_writing(id)?;
             stream.write_blocked = true;
             // However often a blocked writer retries, it waits in the list once.
             if session_room == 0 && !stream.awaits_send_budget {

@@ -2,6 +2,7 @@
 //! passes (keepalive and the keepalive timeout are in `handle_timeout`).
 
 use super::*;
+use crate::trace::event;
 
 impl Session {
     // ----------------------------------------------------------------------------------------
@@ -25,6 +26,14 @@ impl Session {
                 && !matches!(stream.stall, Stall::Stalled(_))
             {
                 let deadline = now + timeout;
+                event!(
+                    self,
+                    debug,
+                    stream = id.as_u32(),
+                    unsent = stream.send_len(),
+                    ?timeout,
+                    "write stalled: the peer finished the stream and its window is shut"
+                );
                 if stream.stall == Stall::Clear {
                     self.stall_deadlines.push_back((deadline, id));
                 }
@@ -56,6 +65,13 @@ impl Session {
         stream.stall = Stall::Clear;
         stream.peer_stopped_reading = true;
         let dropped = stream.discard_send();
+        event!(
+            self,
+            warn,
+            stream = id.as_u32(),
+            dropped,
+            "stalled write failed: no window came from the peer, which finished the stream"
+        );
         self.events
             .push_back(Event::StreamWritable { stream_id: id });
         self.release_send_budget(dropped);
