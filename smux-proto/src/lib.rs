@@ -1,11 +1,4 @@
-//! A sans-IO implementation of the smux stream multiplexing protocol, wire-compatible with Go's
-//! [xtaci/smux](https://github.com/xtaci/smux) (versions 1 and 2).
-//!
-//! smux carries many ordered byte streams over one reliable connection. This crate is only the
-//! protocol: it never touches a socket, a clock, a thread or an async runtime. You feed it
-//! bytes and time, it tells you what to send and what happened. That makes it easy to embed in
-//! any event loop, and to test and fuzz deterministically. `smux-futures`, `smux-tokio` and
-//! `smux-smol` drive it for you over async transports.
+#![doc = include_str!("../README.md")]
 //!
 //! # The driving contract
 //!
@@ -48,98 +41,6 @@
 //!
 //! Errors from the peer are fatal and sticky: the session ends with a typed [`Error`], every
 //! later call reports it, and you close the transport. Data already received stays readable.
-//!
-//! # Example: a blocking loop over TCP
-//!
-//! ```
-//! use std::io::{IoSlice, Read, Write};
-//! use std::net::{TcpListener, TcpStream};
-//! use std::time::{Duration, Instant};
-//!
-//! use bytes::BytesMut;
-//! use smux_proto::{Config, Error, Event, ReadError, Session, Side};
-//!
-//! /// One turn of a plain blocking event loop: send what is pending, wait for input (at most
-//! /// until the next timer), feed it to the session, run the timers.
-//! fn turn(sock: &mut TcpStream, session: &mut Session, buf: &mut BytesMut) -> Result<(), Error> {
-//!     loop {
-//!         let mut slices = [IoSlice::new(&[]); 64];
-//!         let n = session.poll_transmit(&mut slices);
-//!         if n == 0 {
-//!             break;
-//!         }
-//!         let written = sock.write_vectored(&slices[..n]).expect("write");
-//!         session.transmitted(written);
-//!     }
-//!     if let Some(e) = session.error() {
-//!         return Err(e.clone());
-//!     }
-//!     let now = Instant::now();
-//!     let wait = session.poll_timeout().map_or(Duration::from_secs(1), |t| t - now.min(t));
-//!     sock.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).unwrap();
-//!     let mut chunk = [0u8; 16 * 1024];
-//!     match sock.read(&mut chunk) {
-//!         Ok(0) => session.handle_eof(Instant::now(), buf)?,
-//!         Ok(n) => {
-//!             buf.extend_from_slice(&chunk[..n]);
-//!             session.handle_input(Instant::now(), buf)?;
-//!         }
-//!         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-//!             || e.kind() == std::io::ErrorKind::TimedOut => {}
-//!         Err(e) => session.handle_transport_error(e),
-//!     }
-//!     session.handle_timeout(Instant::now());
-//!     Ok(())
-//! }
-//!
-//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-//! let addr = listener.local_addr().unwrap();
-//!
-//! // Server: accept streams and echo them back in upper case.
-//! let server = std::thread::spawn(move || {
-//!     let (mut sock, _) = listener.accept().unwrap();
-//!     let mut session = Session::new(Side::Server, Config::default(), Instant::now()).unwrap();
-//!     let mut buf = BytesMut::new();
-//!     let mut echoed = 0;
-//!     while turn(&mut sock, &mut session, &mut buf).is_ok() {
-//!         while let Some(event) = session.poll_event() {
-//!             if let Event::StreamOpened { .. } = event {
-//!                 let id = session.accept_stream().unwrap();
-//!                 let mut data = [0u8; 64];
-//!                 // The SYN and the data arrived together in this small example.
-//!                 let n = session.read(id, &mut data).unwrap();
-//!                 session.write(id, &data[..n].to_ascii_uppercase()).unwrap();
-//!                 session.finish(id).unwrap();
-//!                 session.release_stream(id);
-//!                 echoed += n;
-//!             }
-//!         }
-//!     }
-//!     echoed
-//! });
-//!
-//! // Client: open a stream, send a line, half-close, read the answer to the end.
-//! let mut sock = TcpStream::connect(addr).unwrap();
-//! let mut session = Session::new(Side::Client, Config::default(), Instant::now()).unwrap();
-//! let mut buf = BytesMut::new();
-//! let id = session.open_stream().unwrap();
-//! session.write(id, b"hello smux").unwrap();
-//! session.finish(id).unwrap();
-//! let mut answer = Vec::new();
-//! loop {
-//!     turn(&mut sock, &mut session, &mut buf).unwrap();
-//!     let mut chunk = [0u8; 64];
-//!     match session.read(id, &mut chunk) {
-//!         Ok(0) => break, // the server's FIN: end of stream
-//!         Ok(n) => answer.extend_from_slice(&chunk[..n]),
-//!         Err(ReadError::Blocked) => {}
-//!         Err(e) => panic!("{e}"),
-//!     }
-//! }
-//! assert_eq!(answer, b"HELLO SMUX");
-//! drop(sock); // the server sees the connection end
-//! assert_eq!(server.join().unwrap(), 10);
-//! ```
 //!
 //! # Guarantees
 //!

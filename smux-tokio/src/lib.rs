@@ -1,27 +1,4 @@
-//! The smux stream multiplexer for tokio, wire-compatible with Go's
-//! [xtaci/smux](https://github.com/xtaci/smux).
-//!
-//! [`Mux<T>`] wraps any tokio `AsyncRead + AsyncWrite` transport (`TcpStream`, a tokio-rustls
-//! stream, ...); its [`MuxStream<T>`]s implement tokio's `AsyncRead + AsyncWrite`
-//! (`shutdown()` sends FIN and keeps reading). Keepalive uses `tokio::time`, so paused test
-//! time works. Like `smux-futures`, which it wraps, it spawns nothing: any poll drives the
-//! connection; [`Mux::drive`] lets one task own it.
-//!
-//! ```no_run
-//! use smux_tokio::{Mux, MuxConfig};
-//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
-//!
-//! # async fn run() -> std::io::Result<()> {
-//! let tcp = tokio::net::TcpStream::connect("127.0.0.1:7000").await?;
-//! let mux = Mux::client(tcp, MuxConfig::default()).unwrap();
-//! let mut s = mux.connect().await?;
-//! s.write_all(b"hello").await?;
-//! s.shutdown().await?; // FIN; the response can still be read
-//! let mut response = Vec::new();
-//! s.read_to_end(&mut response).await?;
-//! # Ok(()) }
-//! ```
-
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
