@@ -9,9 +9,52 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
+use tokio_util::compat::{Compat, FuturesAsyncWriteCompatExt};
 
+/// Tokio's `AsyncRead` for a type whose `inner` field (a `Compat`) does the work.
+macro_rules! delegate_async_read {
+    ($ty:ident) => {
+        impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncRead for $ty<T> {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_read(cx, buf)
+            }
+        }
+    };
+}
+
+/// Tokio's `AsyncWrite` for a type whose `inner` field (a `Compat`) does the work.
+macro_rules! delegate_async_write {
+    ($ty:ident) => {
+        impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncWrite for $ty<T> {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write(cx, buf)
+            }
+
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+mod split;
 mod transport;
+pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 use transport::Transport;
 
 pub use smux_futures::{
@@ -182,34 +225,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> MuxStream<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncRead for MuxStream<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncWrite for MuxStream<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// The streams the peer opens, from [`Mux::incoming`]: a `futures::Stream` of
 /// `io::Result<MuxStream<T>>` that ends when the session ends cleanly.
 pub struct Incoming<T: AsyncRead + AsyncWrite + Unpin + Send> {
@@ -238,156 +253,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> futures::stream::FusedStream for 
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> MuxStream<T> {
-    /// Splits the stream into owned read and write halves for two tasks, with no lock between
-    /// them (see [`smux_futures::MuxStream::into_split`]): `shutdown()` on the write half is
-    /// the half-close, dropping the write half sends FIN, and dropping both drops the stream.
-    ///
-    /// ```no_run
-    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    ///
-    /// # async fn run(stream: smux_tokio::MuxStream<tokio::net::TcpStream>) -> std::io::Result<()> {
-    /// let (mut reader, mut writer) = stream.into_split();
-    /// let sender = tokio::spawn(async move {
-    ///     writer.write_all(b"request").await?;
-    ///     writer.shutdown().await // FIN; the reader goes on
-    /// });
-    /// let mut reply = Vec::new();
-    /// reader.read_to_end(&mut reply).await?;
-    /// sender.await??;
-    /// # Ok(()) }
-    /// ```
-    pub fn into_split(self) -> (OwnedReadHalf<T>, OwnedWriteHalf<T>) {
-        let (read, write) = self.inner.into_inner().into_split();
-        (
-            OwnedReadHalf {
-                inner: read.compat(),
-            },
-            OwnedWriteHalf {
-                inner: write.compat_write(),
-            },
-        )
-    }
-}
-
-/// The read half of a [`MuxStream`], from [`MuxStream::into_split`].
-pub struct OwnedReadHalf<T: AsyncRead + AsyncWrite + Unpin + Send> {
-    inner: Compat<smux_futures::OwnedReadHalf<Transport<T>>>,
-}
-
-/// The write half of a [`MuxStream`], from [`MuxStream::into_split`]. Dropping it sends FIN.
-pub struct OwnedWriteHalf<T: AsyncRead + AsyncWrite + Unpin + Send> {
-    inner: Compat<smux_futures::OwnedWriteHalf<Transport<T>>>,
-}
-
-/// The halves given to [`OwnedReadHalf::reunite`] came from different streams; they are
-/// handed back.
-pub struct ReuniteError<T: AsyncRead + AsyncWrite + Unpin + Send>(
-    pub OwnedReadHalf<T>,
-    pub OwnedWriteHalf<T>,
-);
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> std::fmt::Display for ReuniteError<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "tried to reunite halves of different streams ({} and {})",
-            self.0.id(),
-            self.1.id()
-        )
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> std::error::Error for ReuniteError<T> {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> std::fmt::Debug for ReuniteError<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ReuniteError")
-            .field(&self.0)
-            .field(&self.1)
-            .finish()
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> std::fmt::Debug for OwnedReadHalf<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.get_ref().fmt(f)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> std::fmt::Debug for OwnedWriteHalf<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.get_ref().fmt(f)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> OwnedReadHalf<T> {
-    /// The stream id.
-    pub fn id(&self) -> StreamId {
-        self.inner.get_ref().id()
-    }
-
-    /// Reads the next chunk of at most `max` bytes without copying; `None` at the end.
-    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
-        self.inner.get_mut().read_chunk(max).await
-    }
-
-    /// Puts the stream back together, or hands the halves back if they belong to different
-    /// streams.
-    pub fn reunite(self, write: OwnedWriteHalf<T>) -> Result<MuxStream<T>, ReuniteError<T>> {
-        match self.inner.into_inner().reunite(write.inner.into_inner()) {
-            Ok(stream) => Ok(MuxStream::new(stream)),
-            Err(smux_futures::ReuniteError(read, write)) => Err(ReuniteError(
-                OwnedReadHalf {
-                    inner: read.compat(),
-                },
-                OwnedWriteHalf {
-                    inner: write.compat_write(),
-                },
-            )),
-        }
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> OwnedWriteHalf<T> {
-    /// The stream id.
-    pub fn id(&self) -> StreamId {
-        self.inner.get_ref().id()
-    }
-
-    /// Writes all of `data` without copying it.
-    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
-        self.inner.get_mut().write_chunk(data).await
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncRead for OwnedReadHalf<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncWrite for OwnedWriteHalf<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+delegate_async_read!(MuxStream);
+delegate_async_write!(MuxStream);
 
 /// The repository README's Rust examples, compiled as doctests.
 #[doc = include_str!("../../README.md")]
