@@ -107,6 +107,14 @@ pub enum Op {
         /// The side acting.
         client: bool,
     },
+    /// Starts a drain on one side: the peer's new streams are refused, and the session
+    /// closes once no stream is left, or `millis` ms from now (no deadline when 0).
+    Drain {
+        /// The side acting.
+        client: bool,
+        /// Deadline from now, in ms (0: none).
+        millis: u16,
+    },
     /// Writes `len` bytes of the side's pattern with a zero-copy direct write of which the
     /// transport takes `take` bytes (a plain write when a direct write is not possible).
     WriteDirect {
@@ -558,6 +566,16 @@ impl World {
 
     /// After every operation: closed transports, resumed input, events, buffer bounds.
     fn after_op(&mut self) {
+        // A drained session closes by itself (no stream left, or its deadline): from then on
+        // its streams are finished, as after `Op::Close`.
+        for i in 0..2 {
+            if self.ends[i].s.is_closing() {
+                let now = self.now;
+                for (_, t) in self.tracks.iter_mut().filter(|((w, _), _)| *w == i) {
+                    t.finished_at.get_or_insert(now);
+                }
+            }
+        }
         for i in 0..2 {
             if self.ends[i].s.is_closed() && !self.ends[1 - i].eof_given {
                 let peer = &mut self.ends[1 - i];
@@ -695,6 +713,18 @@ impl World {
                 self.now += Duration::from_millis(u64::from(millis));
                 for end in &mut self.ends {
                     end.s.handle_timeout(self.now);
+                }
+            }
+            Op::Drain { client, millis } => {
+                let i = end(client);
+                let deadline =
+                    (millis > 0).then(|| self.now + Duration::from_millis(millis.into()));
+                self.ends[i].s.drain(deadline);
+                if self.ends[i].s.is_draining() && !self.ends[i].s.is_closing() {
+                    assert!(matches!(
+                        self.ends[i].s.open_stream(),
+                        Err(smux_proto::OpenError::Draining)
+                    ));
                 }
             }
             Op::Close { client } => {
