@@ -41,6 +41,8 @@ pub trait Runtime: Sized + 'static {
     fn new_mux(tcp: std::net::TcpStream, side: Side, config: Config) -> Self::Mux;
     /// Closes the mux gracefully.
     fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>>;
+    /// Drains the mux (`Mux::drain`): returns when the connection has ended.
+    fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>>;
     /// The session's counters.
     fn stats(mux: &Self::Mux) -> Stats;
     /// The session's state, for stall reports.
@@ -113,6 +115,11 @@ impl Runtime for Tokio {
     fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
         let mux = mux.clone();
         Box::pin(async move { mux.close().await })
+    }
+
+    fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
+        let mux = mux.clone();
+        Box::pin(async move { mux.drain(timeout).await })
     }
 
     fn stats(mux: &Self::Mux) -> Stats {
@@ -224,6 +231,11 @@ impl Runtime for Smol {
     fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
         let mux = mux.clone();
         Box::pin(async move { mux.close().await })
+    }
+
+    fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
+        let mux = mux.clone();
+        Box::pin(async move { mux.drain(timeout).await })
     }
 
     fn stats(mux: &Self::Mux) -> Stats {

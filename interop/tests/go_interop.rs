@@ -22,6 +22,8 @@
 //! - `slow_reader` (version 2): Go leaves one stream unread; echoes on the other streams
 //!   complete meanwhile, and the writer blocked on the unread stream fails cleanly when Go
 //!   closes the session.
+//! - `drain_refuses_go_streams`: we drain while a stream of ours is open; the streams Go opens
+//!   then get a FIN at once, and Go reads `io.EOF` with no byte on each.
 //!
 //! The Go peer closes its TCP connection gracefully (FIN after its data, see `lingerConn` in
 //! `main.go`): Go smux itself just closes the socket, which resets the connection when input
@@ -999,6 +1001,45 @@ fn go_writes_the_stored_vectors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `drain_refuses_go_streams`: we open a stream to Go and keep it open, then drain; Go,
+/// after 800 ms of idleness, opens 2 streams. Each is refused with a FIN at once: Go's reads
+/// give `io.EOF` with no byte (its echo check fails, which is the point), and we count both
+/// in `streams_refused`. Go then exits, which ends the connection and the drain.
+async fn drain_refuses_go_streams<E: Env>(version: Version, ours: Side) {
+    let config = MuxConfig::default().with_version(version);
+    let go_args = args(&["-idle", "800", "-streams", "2", "-sizes", "1000,2000"]);
+    let (mux, peer) = connect_go::<E>(version, ours, config, &go_args).await;
+    let mut held = E::connect(&mux).await.unwrap();
+    held.write_all(b"held").await.unwrap();
+    let mut echo = [0u8; 4];
+    held.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"held");
+    let draining = E::spawn({
+        let mux = mux.clone();
+        async move { E::drain(&mux, Duration::from_secs(60)).await }
+    });
+    wait_until::<E>("the drain started", Duration::from_secs(10), || {
+        E::snapshot(&mux).draining
+    })
+    .await;
+    let output = E::unblock(move || peer.finish(GO_EXIT)).await;
+    assert!(!output.success(), "Go's echo check should fail\n{output}");
+    assert_eq!(
+        output.stderr.matches("echo ended after 0 of").count(),
+        2,
+        "both of Go's streams end at once\n{output}"
+    );
+    assert_eq!(
+        output.stderr.matches(": EOF").count(),
+        2,
+        "Go reads io.EOF\n{output}"
+    );
+    assert_eq!(E::stats(&mux).streams_refused, 2);
+    // Go exited: the connection, and with it the drain, ends.
+    assert!(draining.await.is_err());
+    drop(held);
+}
+
 // ------------------------------------------------------------------------------------------------
 // The matrix
 
@@ -1078,6 +1119,7 @@ macro_rules! matrix {
 
 matrix!(echo_both_ways);
 matrix!(keepalive);
+matrix!(drain_refuses_go_streams);
 matrix!(our_close);
 matrix!(go_closes);
 matrix!(fin_delivered_then_go_closes);
