@@ -51,6 +51,33 @@ pub trait Runtime: Sized + 'static {
     fn is_closed(mux: &Self::Mux) -> bool;
 }
 
+/// The `Runtime` methods that only call the adapter's mux (the same names on both adapters).
+macro_rules! mux_methods {
+    () => {
+        fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
+            let mux = mux.clone();
+            Box::pin(async move { mux.close().await })
+        }
+
+        fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
+            let mux = mux.clone();
+            Box::pin(async move { mux.drain(timeout).await })
+        }
+
+        fn stats(mux: &Self::Mux) -> Stats {
+            mux.stats()
+        }
+
+        fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
+            mux.snapshot()
+        }
+
+        fn is_closed(mux: &Self::Mux) -> bool {
+            mux.is_closed()
+        }
+    };
+}
+
 /// Re-raises the panic of a task that panicked.
 fn task_output<T>(result: Result<T, tokio::task::JoinError>) -> T {
     match result {
@@ -112,27 +139,7 @@ impl Runtime for Tokio {
         smux_tokio::Mux::new(tcp, side, config).unwrap()
     }
 
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.drain(timeout).await })
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
-    }
-
-    fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
-        mux.snapshot()
-    }
-
-    fn is_closed(mux: &Self::Mux) -> bool {
-        mux.is_closed()
-    }
+    mux_methods!();
 }
 
 /// smux-smol on smol: each [`block_on`](Runtime::block_on) has an executor of its own, run by
@@ -228,25 +235,5 @@ impl Runtime for Smol {
         }
     }
 
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.drain(timeout).await })
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
-    }
-
-    fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
-        mux.snapshot()
-    }
-
-    fn is_closed(mux: &Self::Mux) -> bool {
-        mux.is_closed()
-    }
+    mux_methods!();
 }

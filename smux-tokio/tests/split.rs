@@ -133,6 +133,14 @@ enum DropPoint {
     ReaderTaskMidRead,
 }
 
+const POINTS: [DropPoint; 5] = [
+    DropPoint::WriterBeforeWriting,
+    DropPoint::WriterAfterWriting,
+    DropPoint::ReaderFirst,
+    DropPoint::WriterTaskMidWrite,
+    DropPoint::ReaderTaskMidRead,
+];
+
 async fn drop_halves_at(version: Version, point: DropPoint) {
     let (client, server) = mux_pair(version).await;
     // Dropped halves send what was written and their FIN as the connection is driven: a task
@@ -231,26 +239,14 @@ async fn drop_halves_at(version: Version, point: DropPoint) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_halves_at_every_point_v1() {
-    for point in [
-        DropPoint::WriterBeforeWriting,
-        DropPoint::WriterAfterWriting,
-        DropPoint::ReaderFirst,
-        DropPoint::WriterTaskMidWrite,
-        DropPoint::ReaderTaskMidRead,
-    ] {
+    for point in POINTS {
         drop_halves_at(Version::V1, point).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_halves_at_every_point_v2() {
-    for point in [
-        DropPoint::WriterBeforeWriting,
-        DropPoint::WriterAfterWriting,
-        DropPoint::ReaderFirst,
-        DropPoint::WriterTaskMidWrite,
-        DropPoint::ReaderTaskMidRead,
-    ] {
+    for point in POINTS {
         drop_halves_at(Version::V2, point).await;
     }
 }
