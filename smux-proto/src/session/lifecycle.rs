@@ -33,8 +33,8 @@ impl Session {
     ///   [`Stats::streams_refused`](crate::Stats::streams_refused).
     /// - [`open_stream`](Self::open_stream) fails with [`OpenError::Draining`].
     /// - Streams already open, and those waiting in the accept backlog, go on as usual.
-    /// - Once no stream is left (every one finished by both sides, or dropped by the
-    ///   application, and its FIN framed), the session [`close`](Self::close)s. At
+    /// - Once no stream is left (the application released every one, with its data and FIN
+    ///   framed), the session [`close`](Self::close)s. At
     ///   `deadline`, if one is given, it closes with whatever streams are left: each is
     ///   finished after the data written to it.
     ///
