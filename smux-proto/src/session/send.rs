@@ -80,7 +80,14 @@ impl Session {
         }
         let room = (stream_cap - stream.send_len()).min(session_room);
         if room == 0 {
-            if !stream.write_blocked {
+            let newly_blocked = !stream.write_blocked;
+            stream.write_blocked = true;
+            // However often a blocked writer retries, it waits in the list once.
+            if session_room == 0 && !stream.awaits_send_budget {
+                stream.awaits_send_budget = true;
+                self.send_waiters.push(id);
+            }
+            if newly_blocked {
                 event!(
                     self,
                     trace,
@@ -92,13 +99,6 @@ impl Session {
                     },
                     "write blocked"
                 );
-            }
-            let stream = self.open_for_writing(id)?;
-            stream.write_blocked = true;
-            // However often a blocked writer retries, it waits in the list once.
-            if session_room == 0 && !stream.awaits_send_budget {
-                stream.awaits_send_budget = true;
-                self.send_waiters.push(id);
             }
             return Err(WriteError::Blocked);
         }
