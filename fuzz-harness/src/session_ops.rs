@@ -202,6 +202,8 @@ struct Track {
 struct WireTrack {
     syn: bool,
     fin: bool,
+    /// A second FIN was sent (a refusal repeated).
+    fin_repeated: bool,
     /// PSH payload bytes the writer sent.
     sent: u64,
     /// The reader's latest UPD `consumed` (version 2).
@@ -513,13 +515,21 @@ impl World {
                     }
                 }
                 Frame::Fin { stream_id } => {
-                    let wire = &mut self.tracks.entry((w, stream_id)).or_default().wire;
+                    let track = self.tracks.entry((w, stream_id)).or_default();
                     assert!(
-                        !own(stream_id) || wire.syn,
+                        !own(stream_id) || track.wire.syn,
                         "FIN {stream_id} before its SYN"
                     );
-                    assert!(!wire.fin, "second FIN {stream_id}");
-                    wire.fin = true;
+                    if track.wire.fin {
+                        // Only a refused stream's FIN goes again, once (the peer may have
+                        // missed the first).
+                        assert!(
+                            !track.writer_knew && !track.wire.fin_repeated,
+                            "second FIN {stream_id}"
+                        );
+                        track.wire.fin_repeated = true;
+                    }
+                    track.wire.fin = true;
                 }
                 Frame::Upd {
                     stream_id,

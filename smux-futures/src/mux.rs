@@ -171,8 +171,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     ///
     /// What the peer sees: a stream it opens during the drain gets a FIN at once (smux has no
     /// reset), so its reads end right away and what it writes is discarded; Go's smux reports
-    /// `io.EOF` on such a stream. `connect` on this side fails; `accept` (and [`Incoming`])
-    /// still give the streams that arrived before the drain, and then end.
+    /// `io.EOF` on such a stream. (Go can miss a FIN that comes this quickly; it is sent once
+    /// more, see [`Session::drain`](smux_proto::Session::drain).) `connect` on this side
+    /// fails; `accept` (and [`Incoming`]) still give the streams that arrived before the
+    /// drain, and then end.
     ///
     /// ```
     /// # futures::executor::block_on(async {

@@ -90,8 +90,9 @@ pub struct Config {
     /// reading input until the application accepts one (as Go does): nothing is refused or
     /// lost. Default: 8192 (Go: 1024).
     pub accept_backlog: usize,
-    /// Streams open at once, both directions; a SYN beyond it is refused with FIN and
-    /// [`Session::open_stream`](crate::Session::open_stream) fails. Default: 65536.
+    /// Streams open at once, both directions; a SYN beyond it is refused with FIN (sent once
+    /// more if the peer may have missed it, see [`Session::drain`](crate::Session::drain))
+    /// and [`Session::open_stream`](crate::Session::open_stream) fails. Default: 65536.
     pub max_streams: usize,
 }
 

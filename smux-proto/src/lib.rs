@@ -73,6 +73,7 @@ mod event;
 pub mod frame;
 pub mod manual;
 mod outbox;
+mod refusals;
 mod schedule;
 mod session;
 mod snapshot;

@@ -30,7 +30,10 @@ impl Session {
     /// - Streams the peer opens from now on are refused: each gets a FIN at once (smux has
     ///   no reset), so the peer reads its end right away and what it writes is discarded,
     ///   as for any stream beyond [`Config::max_streams`]. They count in
-    ///   [`Stats::streams_refused`](crate::Stats::streams_refused).
+    ///   [`Stats::streams_refused`](crate::Stats::streams_refused). Go's smux registers a
+    ///   stream it opens only after writing its SYN and ignores a FIN for a stream it does
+    ///   not know, so it can miss that FIN: the session sends it once more when the peer
+    ///   next sends data or a window update on the stream, or else after a second.
     /// - [`open_stream`](Self::open_stream) fails with [`OpenError::Draining`].
     /// - Streams already open, and those waiting in the accept backlog, go on as usual.
     /// - Once no stream is left (the application released every one, with its data and FIN
@@ -111,6 +114,7 @@ impl Session {
         self.send_waiters.clear();
         self.stall_deadlines.clear();
         self.fins_in_outbox.clear();
+        self.refusals.clear();
         for stream in self.streams.values_mut() {
             stream.discard_send();
         }

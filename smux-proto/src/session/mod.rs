@@ -19,6 +19,7 @@ use crate::credit::Credit;
 use crate::error::{Error, OpenError, ProtocolViolation, ReadError, WriteError};
 use crate::event::{Event, Stats};
 use crate::frame::{Cmd, Frame, FrameDecoder, Version};
+use crate::refusals::Refusals;
 use crate::schedule::ReadyQueue;
 use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
 use crate::stream::{Stall, Stream, WriteHalf};
@@ -123,6 +124,8 @@ pub struct Session {
     direct_in_flight: bool,
     /// Set by [`drain`](Self::drain).
     drain: Option<Drain>,
+    /// Refused streams whose FIN goes again when the peer shows it may have missed it.
+    refusals: Refusals,
     /// The span of this session's log events.
     #[cfg(feature = "tracing")]
     span: tracing::Span,
@@ -166,6 +169,7 @@ impl Session {
             stall_deadlines: VecDeque::new(),
             direct_in_flight: false,
             drain: None,
+            refusals: Refusals::default(),
             #[cfg(feature = "tracing")]
             span,
             stats: Stats::default(),
@@ -396,6 +400,9 @@ impl Session {
             self.stall_deadlines.pop_front();
             self.expire_stall(id, deadline);
         }
+        // Refused streams the peer said nothing more on: their FIN once more.
+        self.control
+            .extend(self.refusals.due(now).map(Control::Fin));
         self.check_drain();
     }
 
@@ -582,6 +589,8 @@ impl Session {
         }
         event!(self, debug, streams = self.streams.len(), "closing");
         self.state = State::Closing;
+        // The end of the connection ends the refused streams too.
+        self.refusals.clear();
         for id in std::mem::take(&mut self.backlog) {
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.unaccepted = false;
@@ -697,6 +706,9 @@ impl Session {
             return None;
         }
         let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
+        if let Some(at) = self.refusals.next_deadline() {
+            next = min_instant(next, at);
+        }
         if let Some(Drain { deadline: Some(at) }) = self.drain {
             if matches!(self.state, State::Open) {
                 next = min_instant(next, at);

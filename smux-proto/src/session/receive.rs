@@ -47,6 +47,9 @@ impl Session {
             );
             self.stats.streams_refused += 1;
             self.control.push_back(Control::Fin(id));
+            if matches!(self.state, State::Open) {
+                self.refusals.refused(id, self.now);
+            }
             return;
         }
         self.create_stream(id);
@@ -63,9 +66,25 @@ impl Session {
         self.events.push_back(Event::StreamOpened { stream_id: id });
     }
 
+    /// The peer sent a frame on stream `id`, which the session does not know: if it is a
+    /// stream refused lately, the peer had registered it when it sent the frame, so a FIN now
+    /// cannot be missed (see `refusals`).
+    fn repeat_refusal(&mut self, id: StreamId) {
+        if self.refusals.take(id) {
+            event!(
+                self,
+                debug,
+                stream = id.as_u32(),
+                "refused stream: FIN sent again"
+            );
+            self.control.push_back(Control::Fin(id));
+        }
+    }
+
     pub(super) fn on_fin(&mut self, id: StreamId) {
         let now = self.now;
         let Some(stream) = self.streams.get_mut(&id) else {
+            self.refusals.take(id); // A refused stream the peer finished: it knows.
             return;
         };
         if stream.fin_received {
@@ -91,7 +110,9 @@ impl Session {
             return Ok(());
         }
         let Some(stream) = self.streams.get_mut(&id) else {
-            return Ok(()); // Unknown stream: read and dropped, as Go does.
+            // Unknown stream: read and dropped, as Go does.
+            self.repeat_refusal(id);
+            return Ok(());
         };
         if stream.fin_received {
             return Ok(()); // Data after FIN: nobody will read it.
@@ -131,6 +152,7 @@ impl Session {
         window: u32,
     ) -> Result<(), ProtocolViolation> {
         let Some(stream) = self.streams.get_mut(&id) else {
+            self.repeat_refusal(id);
             return Ok(());
         };
         stream

@@ -108,3 +108,86 @@ fn at_the_deadline_the_streams_left_are_finished_after_their_data() {
     assert!(read_available(&mut pair.client, a, &mut got).unwrap());
     assert_eq!(got, b"last words");
 }
+
+/// Why a stream is refused, for [`a_lost_refusal_goes_again`].
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    Draining,
+    StreamLimit,
+}
+
+/// Go's smux registers a stream it opens only after its SYN is written, and drops a FIN for a
+/// stream it does not know, so the FIN of a quick refusal can be lost. Here both first FINs
+/// are lost on the way. The stream the peer writes on gets its FIN again on the peer's first
+/// data; the one the peer only reads from, after `REPEAT_AFTER`; neither ever a third time.
+fn a_lost_refusal_goes_again(version: Version, why: Refusal) {
+    let limit = match why {
+        Refusal::Draining => Config::default().max_streams,
+        Refusal::StreamLimit => 1,
+    };
+    let config = Config::default().with_version(version);
+    let mut pair = Pair::with_configs(config.clone(), config.with_max_streams(limit));
+    let held = open_with(&mut pair, b"held");
+    if let Refusal::Draining = why {
+        pair.server.drain(None);
+    }
+    let writer = pair.client.open_stream().unwrap();
+    let reader = pair.client.open_stream().unwrap();
+    Pair::transmit(&mut pair.client, &mut pair.to_server, usize::MAX);
+    pair.server
+        .handle_input(pair.now, &mut pair.to_server)
+        .unwrap();
+    let lost = transmit_frames(&mut pair.server);
+    assert_eq!(
+        lost,
+        [writer, reader].map(|stream_id| Frame::Fin { stream_id }),
+        "{why:?}: the first FINs, lost on the way"
+    );
+    assert_eq!(pair.server.stats().streams_refused, 2);
+
+    // The peer writes on one stream: the FIN comes again, the peer reads its end.
+    write_all(&mut pair, Side::Client, writer, b"request");
+    pair.drive();
+    let mut got = Vec::new();
+    assert!(read_available(&mut pair.client, writer, &mut got).unwrap());
+    assert!(got.is_empty());
+    assert!(!read_available(&mut pair.client, reader, &mut got).unwrap());
+
+    // The other one only waits: its FIN comes again after a while.
+    let repeat = crate::refusals::REPEAT_AFTER;
+    pair.advance(repeat - Duration::from_millis(1));
+    assert!(!read_available(&mut pair.client, reader, &mut got).unwrap());
+    pair.advance(Duration::from_millis(1));
+    assert!(read_available(&mut pair.client, reader, &mut got).unwrap());
+    assert!(got.is_empty());
+
+    // Not a third time, whatever the peer sends or however long it waits.
+    for id in [writer, reader] {
+        pair.client.write(id, b"more").unwrap();
+    }
+    Pair::transmit(&mut pair.client, &mut pair.to_server, usize::MAX);
+    pair.server
+        .handle_input(pair.now, &mut pair.to_server)
+        .unwrap();
+    pair.now += 10 * repeat;
+    pair.server.handle_timeout(pair.now);
+    let later = transmit_frames(&mut pair.server);
+    assert!(
+        later.iter().all(|f| matches!(f, Frame::Nop { .. })),
+        "{why:?}: {later:?}"
+    );
+    assert_eq!(pair.server.stats().streams_refused, 2);
+    assert!(!pair.server.is_closing(), "{held:?} is still open");
+}
+
+#[test]
+fn a_lost_refusal_goes_again_v1() {
+    a_lost_refusal_goes_again(Version::V1, Refusal::Draining);
+    a_lost_refusal_goes_again(Version::V1, Refusal::StreamLimit);
+}
+
+#[test]
+fn a_lost_refusal_goes_again_v2() {
+    a_lost_refusal_goes_again(Version::V2, Refusal::Draining);
+    a_lost_refusal_goes_again(Version::V2, Refusal::StreamLimit);
+}
