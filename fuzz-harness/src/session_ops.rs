@@ -202,7 +202,7 @@ struct Track {
 struct WireTrack {
     syn: bool,
     fin: bool,
-    /// A second FIN was sent (a refusal repeated).
+    /// A second FIN was sent (an early FIN repeated).
     fin_repeated: bool,
     /// PSH payload bytes the writer sent.
     sent: u64,
@@ -521,10 +521,10 @@ impl World {
                         "FIN {stream_id} before its SYN"
                     );
                     if track.wire.fin {
-                        // Only a refused stream's FIN goes again, once (the peer may have
-                        // missed the first).
+                        // Only an early FIN goes again, once (the peer may have missed the
+                        // first): on a stream the peer opened, with no data from this end.
                         assert!(
-                            !track.writer_knew && !track.wire.fin_repeated,
+                            !own(stream_id) && track.wire.sent == 0 && !track.wire.fin_repeated,
                             "second FIN {stream_id}"
                         );
                         track.wire.fin_repeated = true;

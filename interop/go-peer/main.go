@@ -19,7 +19,9 @@
 //   - Opener: -streams N streams are opened concurrently; each writes a random payload (sizes
 //     from -sizes or from -seed), reads the echo back and checks its FNV-1a checksum, then
 //     closes the stream. With -abort the opener only writes, reports "sent SID LEN FNV" per
-//     stream, and then closes the whole session without closing the streams.
+//     stream, and then closes the whole session without closing the streams. With -greet
+//     each stream first reads and checks the peer's greeting ("hello SID\n"), as the client
+//     of a server that speaks first does.
 //
 // -odd makes every write (opener and echo) go out in odd-sized pieces (1, 3, 7, ... 131073
 // bytes), and reads use odd buffer sizes too. -slow leaves one stream unread: the first stream
@@ -77,6 +79,7 @@ var (
 	abort        = flag.Bool("abort", false, "opener only writes, then closes the session without closing its streams")
 	closeDone    = flag.Bool("close", false, "close the session when the opener is done and -expect streams were echoed")
 	idleMs       = flag.Int("idle", 0, "ms to stay idle before opening streams (keepalive check)")
+	greet        = flag.Bool("greet", false, "opener: read the peer's greeting (see greeting) before writing")
 	deadlineMs   = flag.Int("deadline", 60000, "fail if the run takes longer than this many ms")
 	outDir       = flag.String("out", "", "vectors: directory to write the files into")
 )
@@ -529,6 +532,16 @@ func openEcho(sess *smux.Session, idx, size int) error {
 		return fmt.Errorf("open: %v", err)
 	}
 	defer st.Close()
+	if *greet {
+		want := greeting(st.ID())
+		got := make([]byte, len(want))
+		if n, err := io.ReadFull(st, got); err != nil {
+			return fmt.Errorf("stream %d: greeting ended after %d of %d bytes: %v", st.ID(), n, len(want), err)
+		}
+		if string(got) != want {
+			return fmt.Errorf("stream %d: greeting %q, want %q", st.ID(), got, want)
+		}
+	}
 	data := payload(idx, size)
 	want := fnv64(data)
 	werr := make(chan error, 1)
@@ -565,6 +578,12 @@ func openEcho(sess *smux.Session, idx, size int) error {
 		return fmt.Errorf("stream %d: echo checksum %016x, sent %016x (%d bytes)", st.ID(), sum, want, size)
 	}
 	return nil
+}
+
+// greeting is what the peer writes first on a stream we open, with -greet (a server that
+// speaks first, as SSH or SMTP do): "hello <stream id>\n".
+func greeting(id uint32) string {
+	return fmt.Sprintf("hello %d\n", id)
 }
 
 // runAbort writes every payload without reading or closing the streams, then closes the

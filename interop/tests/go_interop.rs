@@ -27,6 +27,10 @@
 //!   stream it opens in its table only after the SYN is written, and drops a FIN for a stream
 //!   not in it: about one run in three lost the first FIN and hung until our side sent it
 //!   again on Go's data.)
+//! - `go_reads_our_greeting`: Go opens 1,000 streams at once and each first reads the
+//!   greeting we write on accepting it (a server that speaks first); for the same reason, our
+//!   replies to a stream Go just opened wait until Go sends something on it, or
+//!   `Config::early_reply_hold`.
 //!
 //! The Go peer closes its TCP connection gracefully (FIN after its data, see `lingerConn` in
 //! `main.go`): Go smux itself just closes the socket, which resets the connection when input
@@ -417,12 +421,36 @@ struct Accepted {
     end: io::Error,
 }
 
-/// Handles one stream the peer opened: reads it to its end in odd-sized reads, echoing
-/// everything back when `echo`; then FIN.
-async fn serve<S>(mut stream: S, id: StreamId, echo: bool) -> Served
+/// What our side does with a stream the peer opened.
+#[derive(Clone, Copy, PartialEq)]
+enum Reply {
+    /// Reads it to its end.
+    Sink,
+    /// Echoes everything back.
+    Echo,
+    /// Writes the greeting Go's `-greet` expects ("hello ID\n") as soon as the stream is
+    /// accepted, as a server that speaks first does; then echoes.
+    GreetThenEcho,
+}
+
+/// Handles one stream the peer opened: reads it to its end in odd-sized reads, replying as
+/// `reply` says; then FIN.
+async fn serve<S>(mut stream: S, id: StreamId, reply: Reply) -> Served
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if reply == Reply::GreetThenEcho {
+        let greeting = format!("hello {}\n", id.as_u32());
+        if let Err(e) = stream.write_all(greeting.as_bytes()).await {
+            return Served {
+                id,
+                bytes: 0,
+                sum: 0,
+                result: Err(e),
+            };
+        }
+    }
+    let echo = reply != Reply::Sink;
     let mut buf = vec![0; 1 << 20];
     let mut sum = Checksum::new();
     let mut bytes = 0u64;
@@ -460,7 +488,7 @@ where
 /// the streams served. Gives every result once all are done.
 fn spawn_acceptor<E: Env>(
     mux: E::Mux,
-    echo: bool,
+    reply: Reply,
     finished: Arc<AtomicUsize>,
 ) -> BoxFuture<'static, Accepted> {
     E::spawn(async move {
@@ -471,7 +499,7 @@ fn spawn_acceptor<E: Env>(
                     let finished = finished.clone();
                     tasks.push(E::spawn(async move {
                         let id = E::id(&stream);
-                        let served = serve(stream, id, echo).await;
+                        let served = serve(stream, id, reply).await;
                         finished.fetch_add(1, Ordering::SeqCst);
                         served
                     }));
@@ -503,7 +531,7 @@ async fn echo_both_ways<E: Env>(version: Version, ours: Side) {
     }
     let (mux, peer) = connect_go::<E>(version, ours, config(version), &go_args).await;
     let finished = Arc::new(AtomicUsize::new(0));
-    let acceptor = spawn_acceptor::<E>(mux.clone(), true, finished.clone());
+    let acceptor = spawn_acceptor::<E>(mux.clone(), Reply::Echo, finished.clone());
 
     let our_sizes = sizes(OURS, seed);
     let (opened, peer) =
@@ -604,7 +632,7 @@ async fn keepalive<E: Env>(version: Version, ours: Side) {
     let (mux, peer) = connect_go::<E>(version, ours, config, &go_args).await;
     let finished = Arc::new(AtomicUsize::new(0));
     // The acceptor keeps our mux polled, so our keepalive runs while we are idle.
-    let acceptor = spawn_acceptor::<E>(mux.clone(), true, finished.clone());
+    let acceptor = spawn_acceptor::<E>(mux.clone(), Reply::Echo, finished.clone());
 
     let before = E::stats(&mux);
     E::sleep(IDLE).await;
@@ -755,7 +783,8 @@ async fn go_closes<E: Env>(version: Version, ours: Side) {
         "5",
     ]);
     let (mux, peer) = connect_go::<E>(version, ours, config(version), &go_args).await;
-    let accepted = spawn_acceptor::<E>(mux.clone(), false, Arc::new(AtomicUsize::new(0))).await;
+    let accepted =
+        spawn_acceptor::<E>(mux.clone(), Reply::Sink, Arc::new(AtomicUsize::new(0))).await;
     let output = finish_go::<E>(peer).await;
 
     assert!(
@@ -830,7 +859,7 @@ async fn fin_delivered_then_go_closes<E: Env>(version: Version, ours: Side) {
         "close finished at once: the scenario needs output still queued"
     );
     // From now on another task drives the connection, while ours holds the pending `close`.
-    let acceptor = spawn_acceptor::<E>(mux.clone(), false, Arc::new(AtomicUsize::new(0)));
+    let acceptor = spawn_acceptor::<E>(mux.clone(), Reply::Sink, Arc::new(AtomicUsize::new(0)));
     // Go reads everything and the FIN, then closes the session.
     let (sink, peer) = E::unblock(move || {
         let mut peer = peer;
@@ -873,7 +902,8 @@ async fn slow_reader<E: Env>(ours: Side) {
             // are echoed.
             let go_args = args(&["-slow", "-close", "-expect", &(OTHERS + 1).to_string()]);
             let (mux, mut peer) = connect_go::<E>(version, ours, config(version), &go_args).await;
-            let acceptor = spawn_acceptor::<E>(mux.clone(), true, Arc::new(AtomicUsize::new(0)));
+            let acceptor =
+                spawn_acceptor::<E>(mux.clone(), Reply::Echo, Arc::new(AtomicUsize::new(0)));
 
             let mut slow = E::connect(&mux).await.unwrap();
             let slow_id = E::id(&slow);
@@ -947,7 +977,7 @@ async fn slow_reader<E: Env>(ours: Side) {
             ]);
             let (mux, peer) = connect_go::<E>(version, ours, config(version), &go_args).await;
             let accepted =
-                spawn_acceptor::<E>(mux.clone(), true, Arc::new(AtomicUsize::new(0))).await;
+                spawn_acceptor::<E>(mux.clone(), Reply::Echo, Arc::new(AtomicUsize::new(0))).await;
             let output = finish_go::<E>(peer).await;
             let slow = output.records("slow");
             assert_eq!(slow.len(), 1, "{output}");
@@ -1043,6 +1073,48 @@ async fn drain_refuses_go_streams<E: Env>(version: Version, ours: Side) {
     drop(held);
 }
 
+/// `go_reads_our_greeting`: Go opens 1,000 streams at once, and on each first reads our
+/// greeting (a server that speaks first, as SSH and SMTP do), then has 64 bytes echoed. We
+/// write the greeting the moment a stream is accepted. Go 1.5.16 puts a stream it opens in its
+/// table only after its SYN is written and drops what arrives for a stream not in it; without
+/// `Config::early_reply_hold` a burst like this one lost up to 14 % of the greetings (and Go's
+/// reads of them hung).
+async fn go_reads_our_greeting<E: Env>(version: Version, ours: Side) {
+    const GOS: usize = 1000;
+    const SIZE: usize = 64;
+    let mut go_args = args(&["-streams", &GOS.to_string(), "-sizes", &SIZE.to_string()]);
+    go_args.extend(args(&["-greet", "-deadline", "30000"]));
+    go_args.extend(args(&GO_KEEPALIVE));
+    if ours == Side::Server {
+        // Go is the client: it closes the session once its streams are done.
+        go_args.push("-close".into());
+    }
+    let (mux, peer) = connect_go::<E>(version, ours, config(version), &go_args).await;
+    let finished = Arc::new(AtomicUsize::new(0));
+    let acceptor = spawn_acceptor::<E>(mux.clone(), Reply::GreetThenEcho, finished.clone());
+    if ours == Side::Client {
+        wait_until::<E>("Go's streams greeted", Duration::from_secs(30), || {
+            finished.load(Ordering::SeqCst) >= GOS
+        })
+        .await;
+        E::close(&mux).await.expect("our graceful close");
+    }
+    let accepted = acceptor.await;
+    let output = finish_go::<E>(peer).await;
+    assert_eq!(accepted.streams.len(), GOS);
+    for s in &accepted.streams {
+        if let Err(e) = &s.result {
+            panic!("our side of Go's stream {} failed: {e}\n{output}", s.id);
+        }
+    }
+    assert_eq!(output.summary_u64("opened"), GOS as u64, "{output}");
+    assert_eq!(
+        output.summary_u64("opened_bytes"),
+        (GOS * SIZE) as u64,
+        "{output}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // The matrix
 
@@ -1123,6 +1195,7 @@ macro_rules! matrix {
 matrix!(echo_both_ways);
 matrix!(keepalive);
 matrix!(drain_refuses_go_streams);
+matrix!(go_reads_our_greeting);
 matrix!(our_close);
 matrix!(go_closes);
 matrix!(fin_delivered_then_go_closes);

@@ -86,8 +86,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Mux<T> {
     /// A mux for `side` of the connection, with the clock and timer of a runtime: the one of
     /// a runtime adapter, [`AsyncIoTimer`](crate::AsyncIoTimer) (feature `async-io`, any
     /// executor), or your own. [`NoTimer`](crate::NoTimer) is the explicit choice of no
-    /// timer: keepalive then runs only while something polls.
+    /// timer: keepalive then runs only while something polls, and
+    /// [`Config::early_reply_hold`] is turned off.
     pub fn new(io: T, side: Side, config: Config, timer: impl Timer) -> Result<Self, ConfigError> {
+        let config = if timer.can_sleep() {
+            config
+        } else {
+            config.with_early_reply_hold(std::time::Duration::ZERO)
+        };
         let session = Session::new(side, config, timer.now())?;
         Ok(Mux {
             shared: Arc::new(Driver::new(session, io, Box::new(timer))),

@@ -21,11 +21,19 @@ pub trait Timer: Send + Sync + 'static {
 
     /// A future that completes at `deadline`, or `None` if this timer cannot sleep.
     fn sleep_until(&self, deadline: Instant) -> Option<Sleep>;
+
+    /// Whether [`sleep_until`](Self::sleep_until) ever gives a sleep. A mux whose timer
+    /// cannot sleep turns [`Config::early_reply_hold`](smux_proto::Config::early_reply_hold)
+    /// off: nothing would wake it when a hold ends, and a reply could wait for good.
+    fn can_sleep(&self) -> bool {
+        true
+    }
 }
 
 /// The system clock and no sleeping: keepalive runs only while something polls the mux.
 /// For tests and for drivers that poll on their own schedule; a dead peer goes unnoticed
-/// while every task waits.
+/// while every task waits, and replies are never held back for a Go peer's sake
+/// ([`Config::early_reply_hold`](smux_proto::Config::early_reply_hold) is off).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoTimer;
 
@@ -36,6 +44,10 @@ impl Timer for NoTimer {
 
     fn sleep_until(&self, _deadline: Instant) -> Option<Sleep> {
         None
+    }
+
+    fn can_sleep(&self) -> bool {
+        false
     }
 }
 

@@ -107,6 +107,9 @@ pub struct StreamSnapshot {
     pub write_blocked: bool,
     /// Version 2: the peer finished the stream and our window is shut; writes fail at a deadline.
     pub send_stalled: bool,
+    /// Opened by the peer, which has sent nothing on it yet: what is written waits, at most
+    /// [`Config::early_reply_hold`](crate::Config::early_reply_hold).
+    pub reply_held: bool,
 }
 
 /// Version 2 receive-side flow control of one stream, in bytes since the stream opened.

@@ -96,6 +96,9 @@ pub(crate) struct Stream {
     pub(crate) scheduled: bool,
     /// An UPD for this stream waits in the control queue.
     pub(crate) update_queued: bool,
+    /// Opened by the peer, which has sent nothing on it since: its data and FIN wait (see
+    /// [`Config::early_reply_hold`](crate::Config::early_reply_hold)).
+    pub(crate) held: bool,
 }
 
 impl Stream {
@@ -123,6 +126,7 @@ impl Stream {
             unaccepted: false,
             scheduled: false,
             update_queued: false,
+            held: false,
         }
     }
 
@@ -141,6 +145,7 @@ impl Stream {
             read_blocked: self.read_blocked,
             write_blocked: self.write_blocked,
             send_stalled: matches!(self.stall, Stall::Stalled(_)),
+            reply_held: self.held,
         }
     }
 

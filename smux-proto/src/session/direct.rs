@@ -172,7 +172,7 @@ impl Session {
         stream_id: StreamId,
         data: &'d [u8],
     ) -> Result<Option<DirectWrite<'d>>, crate::WriteError> {
-        let ready = self.writable(stream_id)?;
+        let ready = self.writable(stream_id)? && !self.streams[&stream_id].held;
         if !ready || data.is_empty() || self.wants_write() || self.direct_in_flight {
             return Ok(None);
         }

@@ -114,7 +114,8 @@ impl Session {
         self.send_waiters.clear();
         self.stall_deadlines.clear();
         self.fins_in_outbox.clear();
-        self.refusals.clear();
+        self.early_fins.clear();
+        self.holds.clear();
         for stream in self.streams.values_mut() {
             stream.discard_send();
         }

@@ -16,10 +16,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::Config;
 use crate::credit::Credit;
+use crate::early_fins::EarlyFins;
 use crate::error::{Error, OpenError, ProtocolViolation, ReadError, WriteError};
 use crate::event::{Event, Stats};
 use crate::frame::{Cmd, Frame, FrameDecoder, Version};
-use crate::refusals::Refusals;
 use crate::schedule::ReadyQueue;
 use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
 use crate::stream::{Stall, Stream, WriteHalf};
@@ -124,8 +124,12 @@ pub struct Session {
     direct_in_flight: bool,
     /// Set by [`drain`](Self::drain).
     drain: Option<Drain>,
-    /// Refused streams whose FIN goes again when the peer shows it may have missed it.
-    refusals: Refusals,
+    /// Streams whose FIN went out before the peer sent anything on them: it goes again if
+    /// the peer may have missed it (see `early_fins`).
+    early_fins: EarlyFins,
+    /// Streams the peer opened whose output is held (`Stream::held`), with the deadline of
+    /// the hold, in deadline order (every hold is as long).
+    holds: VecDeque<(Instant, StreamId)>,
     /// The span of this session's log events.
     #[cfg(feature = "tracing")]
     span: tracing::Span,
@@ -169,7 +173,8 @@ impl Session {
             stall_deadlines: VecDeque::new(),
             direct_in_flight: false,
             drain: None,
-            refusals: Refusals::default(),
+            early_fins: EarlyFins::default(),
+            holds: VecDeque::new(),
             #[cfg(feature = "tracing")]
             span,
             stats: Stats::default(),
@@ -400,9 +405,16 @@ impl Session {
             self.stall_deadlines.pop_front();
             self.expire_stall(id, deadline);
         }
-        // Refused streams the peer said nothing more on: their FIN once more.
+        // Early FINs the peer said nothing after: once more.
         self.control
-            .extend(self.refusals.due(now).map(Control::Fin));
+            .extend(self.early_fins.due(now).map(Control::Fin));
+        while let Some(&(deadline, id)) = self.holds.front() {
+            if deadline > now {
+                break;
+            }
+            self.holds.pop_front();
+            self.release_hold(id);
+        }
         self.check_drain();
     }
 
@@ -590,7 +602,7 @@ impl Session {
         event!(self, debug, streams = self.streams.len(), "closing");
         self.state = State::Closing;
         // The end of the connection ends the refused streams too.
-        self.refusals.clear();
+        self.early_fins.clear();
         for id in std::mem::take(&mut self.backlog) {
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.unaccepted = false;
@@ -706,7 +718,10 @@ impl Session {
             return None;
         }
         let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
-        if let Some(at) = self.refusals.next_deadline() {
+        if let Some(at) = self.early_fins.next_deadline() {
+            next = min_instant(next, at);
+        }
+        if let Some(&(at, _)) = self.holds.front() {
             next = min_instant(next, at);
         }
         if let Some(Drain { deadline: Some(at) }) = self.drain {

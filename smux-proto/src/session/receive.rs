@@ -48,13 +48,18 @@ impl Session {
             self.stats.streams_refused += 1;
             self.control.push_back(Control::Fin(id));
             if matches!(self.state, State::Open) {
-                self.refusals.refused(id, self.now);
+                self.early_fins.sent(id, self.now);
             }
             return;
         }
         self.create_stream(id);
+        let hold = self.config.early_reply_hold;
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.unaccepted = true;
+            if !hold.is_zero() {
+                stream.held = true;
+                self.holds.push_back((self.now + hold, id));
+            }
         }
         self.backlog.push_back(id);
         event!(
@@ -66,25 +71,34 @@ impl Session {
         self.events.push_back(Event::StreamOpened { stream_id: id });
     }
 
-    /// The peer sent a frame on stream `id`, which the session does not know: if it is a
-    /// stream refused lately, the peer had registered it when it sent the frame, so a FIN now
-    /// cannot be missed (see `refusals`).
-    fn repeat_refusal(&mut self, id: StreamId) {
-        if self.refusals.take(id) {
-            event!(
-                self,
-                debug,
-                stream = id.as_u32(),
-                "refused stream: FIN sent again"
-            );
+    /// The peer sent a frame on stream `id`, which the session does not know: if its FIN went
+    /// out early (a refusal, a stream dropped without a word), the peer had registered the
+    /// stream when it sent the frame, so the FIN sent again cannot be missed (`early_fins`).
+    fn repeat_early_fin(&mut self, id: StreamId) {
+        if self.early_fins.take(id) {
+            event!(self, debug, stream = id.as_u32(), "early FIN sent again");
             self.control.push_back(Control::Fin(id));
         }
+    }
+
+    /// The peer has registered stream `id` (it sent something on it), or the hold of its
+    /// output ran out: what was written goes out, then the FIN if it was asked for.
+    pub(super) fn release_hold(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !std::mem::take(&mut stream.held) {
+            return;
+        }
+        self.schedule(id);
+        self.fin_if_drained(id);
+        self.reap(id);
     }
 
     pub(super) fn on_fin(&mut self, id: StreamId) {
         let now = self.now;
         let Some(stream) = self.streams.get_mut(&id) else {
-            self.refusals.take(id); // A refused stream the peer finished: it knows.
+            self.early_fins.take(id); // The peer finished it: it knows the stream is over.
             return;
         };
         if stream.fin_received {
@@ -101,6 +115,7 @@ impl Session {
             self.credit.closed(id, &mut stream.recv_window);
         }
         self.notify_readable(id);
+        self.release_hold(id);
         self.maybe_stall(id, now);
         self.reap(id);
     }
@@ -111,12 +126,18 @@ impl Session {
         }
         let Some(stream) = self.streams.get_mut(&id) else {
             // Unknown stream: read and dropped, as Go does.
-            self.repeat_refusal(id);
+            self.repeat_early_fin(id);
             return Ok(());
         };
         if stream.fin_received {
             return Ok(()); // Data after FIN: nobody will read it.
         }
+        if stream.held {
+            self.release_hold(id);
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
         if self.config.version == Version::V2 {
             // Beyond every window the peer may have seen, the peer is broken.
             match stream.recv_window.on_received(data.len()) {
@@ -152,7 +173,7 @@ impl Session {
         window: u32,
     ) -> Result<(), ProtocolViolation> {
         let Some(stream) = self.streams.get_mut(&id) else {
-            self.repeat_refusal(id);
+            self.repeat_early_fin(id);
             return Ok(());
         };
         stream
@@ -165,6 +186,9 @@ impl Session {
             })?;
         if stream.send_window.available() > 0 && matches!(stream.stall, Stall::Stalled(_)) {
             stream.stall = Stall::Reopened;
+        }
+        if stream.held {
+            self.release_hold(id);
         }
         self.schedule(id);
         Ok(())

@@ -120,7 +120,7 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.send_len() == 0 {
+        if stream.send_len() == 0 || stream.held {
             return;
         }
         if v2 && stream.send_window.available() == 0 {
@@ -138,18 +138,32 @@ impl Session {
         };
         if stream.write_half == WriteHalf::Open {
             stream.write_half = WriteHalf::FinAfterData;
-            self.fin_if_drained(id);
         }
+        // Also when finished before: a FIN held back may go now (the stream was released).
+        self.fin_if_drained(id);
     }
 
-    /// Queues the FIN of a finished stream once its data is all framed.
+    /// Queues the FIN of a finished stream once its data is all framed (and, while the
+    /// stream's output is held, not before; see `Stream::held`). A held stream dropped without
+    /// a word gets its FIN at once, as an early FIN, so it leaves the stream table at once.
     pub(super) fn fin_if_drained(&mut self, id: StreamId) {
-        if let Some(stream) = self.streams.get_mut(&id) {
-            if stream.write_half == WriteHalf::FinAfterData && stream.send_len() == 0 {
-                stream.write_half = WriteHalf::FinQueued;
-                self.control.push_back(Control::Fin(id));
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.write_half != WriteHalf::FinAfterData || stream.send_len() > 0 {
+            return;
+        }
+        if stream.held {
+            if !stream.released {
+                return;
+            }
+            stream.held = false;
+            if matches!(self.state, State::Open) {
+                self.early_fins.sent(id, self.now);
             }
         }
+        stream.write_half = WriteHalf::FinQueued;
+        self.control.push_back(Control::Fin(id));
     }
 
     /// Moves control frames, then data frames in round-robin order, into the transmit queue.

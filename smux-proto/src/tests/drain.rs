@@ -154,7 +154,7 @@ fn a_lost_refusal_goes_again(version: Version, why: Refusal) {
     assert!(!read_available(&mut pair.client, reader, &mut got).unwrap());
 
     // The other one only waits: its FIN comes again after a while.
-    let repeat = crate::refusals::REPEAT_AFTER;
+    let repeat = crate::early_fins::REPEAT_AFTER;
     pair.advance(repeat - Duration::from_millis(1));
     assert!(!read_available(&mut pair.client, reader, &mut got).unwrap());
     pair.advance(Duration::from_millis(1));

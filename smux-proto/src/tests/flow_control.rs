@@ -185,7 +185,12 @@ fn v1_send_buffers_are_bounded() {
 
 #[test]
 fn control_frames_are_not_starved_behind_bulk_data() {
-    let mut pair = Pair::v(Version::V2);
+    // The server writes first on streams the client opened: no early-reply hold here.
+    let mut pair = Pair::new(
+        Config::default()
+            .with_version(Version::V2)
+            .with_early_reply_hold(Duration::ZERO),
+    );
     let (up, _) = pair.open_client_stream();
     let (down, _) = pair.open_client_stream();
     pair.server.write(down, &pattern(15, 100_000)).unwrap();

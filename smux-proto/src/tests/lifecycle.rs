@@ -197,7 +197,8 @@ fn thousand_streams_echo_with_checksums() {
 
 #[test]
 fn release_sends_written_data_then_fin_and_drops_unread_data() {
-    let mut pair = Pair::new(Config::default());
+    // The server writes first on a stream the client opened: no early-reply hold here.
+    let mut pair = Pair::new(Config::default().with_early_reply_hold(Duration::ZERO));
     let (id, _) = pair.open_client_stream();
     pair.server.write(id, &pattern(6, 10_000)).unwrap();
     pair.drive();
@@ -311,7 +312,8 @@ fn graceful_close_delivers_everything_then_reports_closed() {
 
 #[test]
 fn transport_end_fails_every_stream_after_its_data() {
-    let mut pair = Pair::new(Config::default());
+    // The server writes first on a stream the client opened: no early-reply hold here.
+    let mut pair = Pair::new(Config::default().with_early_reply_hold(Duration::ZERO));
     let (id, _) = pair.open_client_stream();
     pair.server.write(id, b"tail").unwrap();
     pair.drive();

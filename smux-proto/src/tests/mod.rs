@@ -13,6 +13,7 @@ use crate::{
 mod credit;
 mod direct;
 mod drain;
+mod early_reply;
 mod flow_control;
 mod keepalive;
 mod lifecycle;
