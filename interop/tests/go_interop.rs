@@ -1078,7 +1078,12 @@ async fn drain_refuses_go_streams<E: Env>(version: Version, ours: Side) {
 /// write the greeting the moment a stream is accepted. Go 1.5.16 puts a stream it opens in its
 /// table only after its SYN is written and drops what arrives for a stream not in it; without
 /// `Config::early_reply_hold` a burst like this one lost up to 14 % of the greetings (and Go's
-/// reads of them hung).
+/// reads of them hung); 3 or 4 of these 8 cases fail in every run with the hold at zero.
+///
+/// The hold here is 100 ms, not the default 20 ms: this test runs beside the other Go tests on
+/// two cores, and Go's goroutine that registers the stream can then wait longer than 20 ms
+/// (about one case in a hundred lost a greeting). The default's residual loss is measured
+/// apart (`smux-proto/doc/guarantees.md`).
 async fn go_reads_our_greeting<E: Env>(version: Version, ours: Side) {
     const GOS: usize = 1000;
     const SIZE: usize = 64;
@@ -1089,7 +1094,8 @@ async fn go_reads_our_greeting<E: Env>(version: Version, ours: Side) {
         // Go is the client: it closes the session once its streams are done.
         go_args.push("-close".into());
     }
-    let (mux, peer) = connect_go::<E>(version, ours, config(version), &go_args).await;
+    let config = config(version).with_early_reply_hold(Duration::from_millis(100));
+    let (mux, peer) = connect_go::<E>(version, ours, config, &go_args).await;
     let finished = Arc::new(AtomicUsize::new(0));
     let acceptor = spawn_acceptor::<E>(mux.clone(), Reply::GreetThenEcho, finished.clone());
     if ours == Side::Client {
