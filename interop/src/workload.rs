@@ -1,6 +1,7 @@
-//! Helpers of the workload matrix (`tests/workloads.rs`): the two buffer configurations, the
-//! progress counter the stall detector watches, and the texts a stall report is made of (a
-//! compact rendering of a [`SessionSnapshot`], a summary of a Go goroutine dump).
+//! Helpers of the workload matrix (`tests/workloads.rs`) and of the Go interop tests: the two
+//! buffer configurations, the progress counter the stall detector watches, and the stall
+//! report ([`Diagnostics`]: a compact rendering of each [`SessionSnapshot`], the Go peer's
+//! stderr and a summary of its goroutine dump).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smux_proto::{Config, SessionSnapshot, StreamSnapshot, Version};
+
+use crate::go::GoPeer;
+use crate::runtime::Runtime;
 
 /// How long a case may go without moving a byte before it counts as stalled.
 pub const STALL: Duration = Duration::from_secs(10);
@@ -252,4 +256,79 @@ mod tests {
         }
         assert_eq!(Buffers::Small.go_args().len(), 6);
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stall reports
+
+/// What a stall report shows: our sessions' snapshots and the Go peer's side.
+#[derive(Default)]
+pub struct Diagnostics {
+    sessions: Vec<(&'static str, SnapshotSource)>,
+    /// The Go peer's process id and its stderr.
+    go: Option<(u32, Box<dyn Fn() -> String + Send + Sync>)>,
+}
+
+type SnapshotSource = Box<dyn Fn() -> SessionSnapshot + Send + Sync>;
+
+impl Diagnostics {
+    /// Adds our session `mux` (on runtime `R`), shown as `label`.
+    pub fn session<R: Runtime>(&mut self, label: &'static str, mux: &R::Mux) {
+        let mux = mux.clone();
+        self.sessions
+            .push((label, Box::new(move || R::snapshot(&mux))));
+    }
+
+    /// Adds the Go peer.
+    pub fn go(&mut self, peer: &GoPeer) {
+        self.go = Some((peer.id(), Box::new(peer.stderr_source())));
+    }
+
+    /// Our snapshots first (before Go goes away), then Go's stderr and goroutines: Go dumps
+    /// them on SIGQUIT (and exits). Blocks the thread while Go writes its dump: the case's
+    /// future, polled by the same task, must not see the streams fail meanwhile and report
+    /// that instead of the stall.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for (label, snapshot) in &self.sessions {
+            out += &format!(
+                "snapshot of our {label}:\n{}",
+                describe_snapshot(&snapshot())
+            );
+        }
+        if let Some((pid, stderr)) = &self.go {
+            let before = stderr();
+            let quit = std::process::Command::new("kill")
+                .args(["-QUIT", &pid.to_string()])
+                .status();
+            let mut dump = String::new();
+            if matches!(quit, Ok(s) if s.success()) {
+                for _ in 0..40 {
+                    std::thread::sleep(Duration::from_millis(50));
+                    dump = stderr();
+                    if dump.len() > before.len() {
+                        std::thread::sleep(Duration::from_millis(300));
+                        dump = stderr();
+                        break;
+                    }
+                }
+            }
+            let dump = dump.get(before.len()..).unwrap_or("");
+            out += &format!(
+                "Go peer stderr before the stall report:\n{}\nGo goroutines (SIGQUIT dump):\n{}",
+                tail(&before, 4000),
+                summarize_goroutines(dump)
+            );
+        }
+        out
+    }
+}
+
+/// The last `max` bytes of `text` (about: cut at a character boundary).
+pub fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }

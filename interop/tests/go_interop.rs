@@ -40,6 +40,7 @@
 //! our FIN arrives. So in version 2 we send FIN only after reading the whole echo; in version
 //! 1 we write everything, send FIN at once, and read the echo after (a true half-close).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ use futures::future::{BoxFuture, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smux_interop::go::{self, GoOutput, GoPeer};
 use smux_interop::runtime::{Runtime, Smol, Tokio};
+use smux_interop::workload::Diagnostics;
 use smux_interop::{checksum, payload, Checksum, XorShift};
 use smux_proto::{Config as MuxConfig, Side, StreamId, Version};
 
@@ -123,14 +125,25 @@ impl Env for Smol {
     }
 }
 
-/// Runs a scenario on `E`, failing instead of hanging, and reports its duration.
+thread_local! {
+    /// The hang report of the scenario running on this thread: `connect_go` adds our session
+    /// and the Go peer, `run` prints it if the scenario hangs.
+    static DIAGNOSTICS: RefCell<Diagnostics> = RefCell::new(Diagnostics::default());
+}
+
+/// Runs a scenario on `E`, failing instead of hanging (with our session's snapshot, Go's
+/// stderr and its goroutines), and reports its duration.
 fn run<E: Env>(name: &str, scenario: impl Future<Output = ()>) {
     let started = Instant::now();
+    DIAGNOSTICS.with(|d| *d.borrow_mut() = Diagnostics::default());
     E::block_on(async {
         let scenario = std::pin::pin!(scenario);
         match futures::future::select(scenario, E::sleep(HANG)).await {
             Either::Left(((), _)) => {}
-            Either::Right(_) => panic!("{name} on {}: not done within {HANG:?}", E::NAME),
+            Either::Right(_) => {
+                let report = DIAGNOSTICS.with(|d| d.borrow().report());
+                panic!("{name} on {}: not done within {HANG:?}\n{report}", E::NAME)
+            }
         }
     });
     let test = std::thread::current().name().unwrap_or(name).to_owned();
@@ -185,7 +198,9 @@ async fn connect_go<E: Env>(
             let tcp = E::unblock(move || std::net::TcpStream::connect(addr))
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to the Go peer at {addr}: {e}"));
-            (E::new_mux(tcp, Side::Client, config), peer)
+            let mux = E::new_mux(tcp, Side::Client, config);
+            diagnose::<E>(&mux, &peer);
+            (mux, peer)
         }
         Side::Server => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -215,9 +230,20 @@ async fn connect_go<E: Env>(
                 }
             };
             tcp.set_nonblocking(false).unwrap();
-            (E::new_mux(tcp, Side::Server, config), peer)
+            let mux = E::new_mux(tcp, Side::Server, config);
+            diagnose::<E>(&mux, &peer);
+            (mux, peer)
         }
     }
+}
+
+/// Puts our session and the Go peer in this thread's hang report.
+fn diagnose<E: Env>(mux: &E::Mux, peer: &GoPeer) {
+    DIAGNOSTICS.with(|d| {
+        let mut d = d.borrow_mut();
+        d.session::<E>("session", mux);
+        d.go(peer);
+    });
 }
 
 /// Waits (off the runtime) for the Go peer to exit; checks that it succeeded.

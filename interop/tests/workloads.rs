@@ -63,9 +63,9 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, Either};
 use smux_interop::go::{self, GoOutput, GoPeer};
 use smux_interop::runtime::{Runtime, Smol, Tokio};
-use smux_interop::workload::{describe_snapshot, summarize_goroutines, Buffers, Progress, STALL};
+use smux_interop::workload::{tail, Buffers, Diagnostics, Progress, STALL};
 use smux_interop::{payload, XorShift};
-use smux_proto::{Config as MuxConfig, SessionSnapshot, Side, Version};
+use smux_proto::{Config as MuxConfig, Side, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Longest a case may take in all, even while it makes progress.
@@ -464,76 +464,6 @@ fn run_case<E: Env>(case: Case, name: &str) {
 
 // ------------------------------------------------------------------------------------------------
 // The stall detector
-
-/// What a stall report shows: our sessions' snapshots and the Go peer's side.
-#[derive(Default)]
-struct Diagnostics {
-    sessions: Vec<(&'static str, SnapshotSource)>,
-    /// The Go peer's process id and its stderr.
-    go: Option<(u32, Box<dyn Fn() -> String + Send + Sync>)>,
-}
-
-type SnapshotSource = Box<dyn Fn() -> SessionSnapshot + Send + Sync>;
-
-impl Diagnostics {
-    fn session<E: Env>(&mut self, label: &'static str, mux: &E::Mux) {
-        let mux = mux.clone();
-        self.sessions
-            .push((label, Box::new(move || E::snapshot(&mux))));
-    }
-
-    fn go(&mut self, peer: &GoPeer) {
-        self.go = Some((peer.id(), Box::new(peer.stderr_source())));
-    }
-
-    /// Our snapshots first (before Go goes away), then Go's stderr and goroutines: Go dumps
-    /// them on SIGQUIT (and exits). Blocks the thread while Go writes its dump: the case's
-    /// future, polled by the same task, must not see the streams fail meanwhile and report
-    /// that instead of the stall.
-    fn report(&self) -> String {
-        let mut out = String::new();
-        for (label, snapshot) in &self.sessions {
-            out += &format!(
-                "snapshot of our {label}:\n{}",
-                describe_snapshot(&snapshot())
-            );
-        }
-        if let Some((pid, stderr)) = &self.go {
-            let before = stderr();
-            let quit = std::process::Command::new("kill")
-                .args(["-QUIT", &pid.to_string()])
-                .status();
-            let mut dump = String::new();
-            if matches!(quit, Ok(s) if s.success()) {
-                for _ in 0..40 {
-                    std::thread::sleep(Duration::from_millis(50));
-                    dump = stderr();
-                    if dump.len() > before.len() {
-                        std::thread::sleep(Duration::from_millis(300));
-                        dump = stderr();
-                        break;
-                    }
-                }
-            }
-            let dump = dump.get(before.len()..).unwrap_or("");
-            out += &format!(
-                "Go peer stderr before the stall report:\n{}\nGo goroutines (SIGQUIT dump):\n{}",
-                tail(&before, 4000),
-                summarize_goroutines(dump)
-            );
-        }
-        out
-    }
-}
-
-/// The last `max` bytes of `text` (about: cut at a character boundary).
-fn tail(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
 
 /// Runs `case` and fails when `progress` stands still for [`STALL`], or after
 /// [`CASE_LIMIT`].
