@@ -4,8 +4,9 @@
 //! `handle_timeout`, `handle_transport_error`); stream commands (open, accept, read, write,
 //! finish, release, close); outputs (`poll_transmit`, `poll_event`, `poll_timeout`). The
 //! machinery behind them has a file per concern: [`receive`] (frames in, reads, receive
-//! credit), [`send`] (writes, scheduling, control frames), [`timers`] (stalls, time),
-//! [`lifecycle`] (reaping streams, closing, failing) and [`direct`] (zero-copy writes).
+//! credit), [`send`] (writes, scheduling, control frames), [`timers`] (keepalive and the
+//! deadlines of stalls, early FINs and holds), [`lifecycle`] (reaping streams, closing,
+//! failing) and [`direct`] (zero-copy writes).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -381,40 +382,12 @@ impl Session {
             return;
         }
         if !self.config.keep_alive_disabled {
-            if now >= self.next_keepalive {
-                if !self.nop_queued {
-                    self.nop_queued = true;
-                }
-                self.next_keepalive = now + self.config.keep_alive_interval;
-            }
-            if !self.input_paused && now >= self.last_input + self.config.keep_alive_timeout {
-                event!(
-                    self,
-                    warn,
-                    timeout = ?self.config.keep_alive_timeout,
-                    "keepalive timeout: nothing received from the peer"
-                );
-                self.fail(Error::KeepAliveTimeout(self.config.keep_alive_timeout));
+            self.keep_alive(now);
+            if self.is_closed() {
                 return;
             }
         }
-        while let Some(&(deadline, id)) = self.stall_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.stall_deadlines.pop_front();
-            self.expire_stall(id, deadline);
-        }
-        // Early FINs the peer said nothing after: once more.
-        self.control
-            .extend(self.early_fins.due(now).map(Control::Fin));
-        while let Some(&(deadline, id)) = self.holds.front() {
-            if deadline > now {
-                break;
-            }
-            self.holds.pop_front();
-            self.release_hold(id);
-        }
+        self.expire_stream_deadlines(now);
         self.check_drain();
     }
 
@@ -717,13 +690,7 @@ impl Session {
         if self.is_closed() {
             return None;
         }
-        let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
-        if let Some(at) = self.early_fins.next_deadline() {
-            next = min_instant(next, at);
-        }
-        if let Some(&(at, _)) = self.holds.front() {
-            next = min_instant(next, at);
-        }
+        let mut next = self.next_stream_deadline();
         if let Some(Drain { deadline: Some(at) }) = self.drain {
             if matches!(self.state, State::Open) {
                 next = min_instant(next, at);
@@ -739,6 +706,6 @@ impl Session {
     }
 }
 
-fn min_instant(a: Option<Instant>, b: Instant) -> Option<Instant> {
+pub(super) fn min_instant(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
 }

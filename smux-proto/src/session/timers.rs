@@ -1,10 +1,68 @@
-//! Time: version 2 writes stalled after the peer's FIN, and what the session notes when time
-//! passes (keepalive and the keepalive timeout are in `handle_timeout`).
+//! Time: keepalive and its timeout, the deadlines of single streams (version 2 writes stalled
+//! after the peer's FIN, early FINs sent again, early-reply holds), and what the session notes
+//! when time passes. `handle_timeout` and `poll_timeout` call into it.
 
 use super::*;
 use crate::trace::event;
 
 impl Session {
+    // ----------------------------------------------------------------------------------------
+    // Keepalive
+
+    /// Queues a NOP when the interval has passed, and fails the session when nothing came
+    /// from the peer for the keepalive timeout (not counting time with input paused).
+    pub(super) fn keep_alive(&mut self, now: Instant) {
+        if now >= self.next_keepalive {
+            self.nop_queued = true;
+            self.next_keepalive = now + self.config.keep_alive_interval;
+        }
+        if !self.input_paused && now >= self.last_input + self.config.keep_alive_timeout {
+            event!(
+                self,
+                warn,
+                timeout = ?self.config.keep_alive_timeout,
+                "keepalive timeout: nothing received from the peer"
+            );
+            self.fail(Error::KeepAliveTimeout(self.config.keep_alive_timeout));
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Per-stream deadlines
+
+    /// Acts on every stream deadline that has come: stalled writes fail, early FINs the peer
+    /// said nothing after go once more, holds end.
+    pub(super) fn expire_stream_deadlines(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.stall_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.stall_deadlines.pop_front();
+            self.expire_stall(id, deadline);
+        }
+        self.control
+            .extend(self.early_fins.due(now).map(Control::Fin));
+        while let Some(&(deadline, id)) = self.holds.front() {
+            if deadline > now {
+                break;
+            }
+            self.holds.pop_front();
+            self.release_hold(id);
+        }
+    }
+
+    /// The earliest stream deadline, if any.
+    pub(super) fn next_stream_deadline(&self) -> Option<Instant> {
+        let mut next = self.stall_deadlines.front().map(|&(at, _)| at);
+        if let Some(at) = self.early_fins.next_deadline() {
+            next = min_instant(next, at);
+        }
+        if let Some(&(at, _)) = self.holds.front() {
+            next = min_instant(next, at);
+        }
+        next
+    }
+
     // ----------------------------------------------------------------------------------------
     // Version 2 stalls after the peer's FIN
 
