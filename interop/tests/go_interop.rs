@@ -447,6 +447,19 @@ struct Accepted {
     end: io::Error,
 }
 
+impl Accepted {
+    /// Asserts that there were `count` streams and our side of each ended cleanly; a failure
+    /// shows `context` (the Go peer's output).
+    fn assert_all_ok(&self, count: usize, context: &dyn std::fmt::Display) {
+        assert_eq!(self.streams.len(), count, "{context}");
+        for s in &self.streams {
+            if let Err(e) = &s.result {
+                panic!("our side of Go's stream {} failed: {e}\n{context}", s.id);
+            }
+        }
+    }
+}
+
 /// What our side does with a stream the peer opened.
 #[derive(Clone, Copy, PartialEq)]
 enum Reply {
@@ -578,12 +591,7 @@ async fn echo_both_ways<E: Env>(version: Version, ours: Side) {
     let output = finish_go::<E>(peer).await;
 
     // Go's streams: all echoed in full by us.
-    assert_eq!(accepted.streams.len(), GOS);
-    for s in &accepted.streams {
-        if let Err(e) = &s.result {
-            panic!("our echo of Go's stream {} failed: {e}\n{output}", s.id);
-        }
-    }
+    accepted.assert_all_ok(GOS, &output);
     assert_ids_of(other(ours), accepted.streams.iter().map(|s| s.id), GOS);
     let echoed: u64 = accepted.streams.iter().map(|s| s.bytes).sum();
     assert_eq!(output.summary_u64("opened"), GOS as u64, "{output}");
@@ -701,10 +709,7 @@ async fn keepalive<E: Env>(version: Version, ours: Side) {
     assert_eq!(output.summary_u64("opened"), 2, "{output}");
     assert_eq!(output.summary_u64("accepted"), 2, "{output}");
     assert_eq!(output.summary_u64("echoed_bytes"), 100_004, "{output}");
-    assert_eq!(accepted.streams.len(), 2);
-    for s in &accepted.streams {
-        assert!(s.result.is_ok(), "stream {}: {:?}", s.id, s.result);
-    }
+    accepted.assert_all_ok(2, &output);
     eprintln!(
         "{} v{} ours={ours:?}: {frames_in} frames in, {frames_out} out while idle",
         E::NAME,
@@ -1133,12 +1138,7 @@ async fn go_reads_our_greeting<E: Env>(version: Version, ours: Side) {
     }
     let accepted = acceptor.await;
     let output = finish_go::<E>(peer).await;
-    assert_eq!(accepted.streams.len(), GOS);
-    for s in &accepted.streams {
-        if let Err(e) = &s.result {
-            panic!("our side of Go's stream {} failed: {e}\n{output}", s.id);
-        }
-    }
+    accepted.assert_all_ok(GOS, &output);
     assert_eq!(output.summary_u64("opened"), GOS as u64, "{output}");
     assert_eq!(
         output.summary_u64("opened_bytes"),
