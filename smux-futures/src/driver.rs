@@ -62,10 +62,13 @@ pub(crate) struct Core {
     input_paused: bool,
     /// Nothing taken from the session is waiting in the driver (unwritten or unflushed).
     out_idle: bool,
-    /// Streams whose flush (or close) found their own data handed over but the driver's output
-    /// not yet written and flushed: no session event will wake them, the drive that empties
-    /// the output does.
-    flush_waiters: Vec<StreamId>,
+    /// How much of the session's output (an offset, see `Session::output_offset`) the
+    /// transport took and then flushed.
+    flushed: u64,
+    /// Streams whose flush (or close) found their output framed, with the offset it ends at,
+    /// not yet written and flushed: no session event will wake them; the drive that gets
+    /// `flushed` past their end does. One entry per stream.
+    flush_waiters: Vec<(StreamId, u64)>,
     /// The transport was closed (after the session ended).
     transport_closed: bool,
 }
@@ -94,14 +97,21 @@ impl Core {
     }
 
     /// Whether output is fully handed to the transport and flushed.
-    pub(crate) fn output_flushed(&self) -> bool {
+    fn output_flushed(&self) -> bool {
         !self.session.wants_write() && self.out_idle
     }
 
-    /// Stream `id` waits until [`output_flushed`](Self::output_flushed) (once per stream).
-    pub(crate) fn wait_output_flushed(&mut self, id: StreamId) {
-        if !self.flush_waiters.contains(&id) {
-            self.flush_waiters.push(id);
+    /// Whether the session's output up to offset `end` was written to the transport and a
+    /// transport flush completed after it.
+    pub(crate) fn flushed_to(&self, end: u64) -> bool {
+        end <= self.flushed
+    }
+
+    /// Stream `id` waits until [`flushed_to`](Self::flushed_to)`(end)`.
+    pub(crate) fn wait_flushed_to(&mut self, id: StreamId, end: u64) {
+        match self.flush_waiters.iter_mut().find(|(w, _)| *w == id) {
+            Some(entry) => entry.1 = end,
+            None => self.flush_waiters.push((id, end)),
         }
     }
 
@@ -165,6 +175,10 @@ struct Io<T> {
     out: VecDeque<Bytes>,
     /// Bytes were written since the last transport flush.
     needs_flush: bool,
+    /// Bytes of the session's output the transport took (an offset, as `Core::flushed`).
+    written: u64,
+    /// `written` when the last transport flush completed.
+    flushed: u64,
     closed: bool,
 }
 
@@ -204,6 +218,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 sleep: None,
                 input_paused: false,
                 out_idle: true,
+                flushed: 0,
                 flush_waiters: Vec::new(),
                 transport_closed: false,
             }),
@@ -214,6 +229,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 eof: false,
                 out: VecDeque::new(),
                 needs_flush: false,
+                written: 0,
+                flushed: 0,
                 closed: false,
             }),
             again: AtomicBool::new(false),
@@ -273,7 +290,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     if parked {
                         self.wakers.unpark_waiter(waiter, cx.waker());
                     }
-                    if needs_drive {
+                    // A task woken to read the transport for everyone drives even when its
+                    // own operation completed without it, or that readiness is lost.
+                    if needs_drive || self.wakers.duty_pending() {
                         self.drive(None);
                     }
                     return Poll::Ready(result);
@@ -335,6 +354,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         };
         if written > 0 {
             io.needs_flush = true;
+            io.written += written as u64;
         }
         drop(io);
         if accepted == 0 {
@@ -441,7 +461,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             && io.out.is_empty()
             && Pin::new(&mut io.transport).poll_close(&mut cx).is_ready()
         {
+            // Closing flushes.
             io.closed = true;
+            io.flushed = io.written;
             progress = true;
         }
         let mut core = self.core();
@@ -449,15 +471,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         progress |= self.dispatch_events(&mut core, wake, me);
         core.out_idle = io.out.is_empty() && !io.needs_flush;
         core.transport_closed = io.closed;
-        if !core.flush_waiters.is_empty() && (core.output_flushed() || core.failed()) {
-            for id in std::mem::take(&mut core.flush_waiters) {
-                self.wakers.take(Slot::Write(id), me, wake);
+        core.flushed = io.flushed;
+        if !core.flush_waiters.is_empty() {
+            // What a flush waits for raises no session event: its waiters are woken here,
+            // and the drive of a waiter that is one of them counts as progress, so its
+            // `poll_op` looks again instead of waiting for a wake-up nobody will send.
+            let done = core.failed() || io.closed;
+            let flushed = core.flushed;
+            let mut i = 0;
+            while i < core.flush_waiters.len() {
+                let (id, end) = core.flush_waiters[i];
+                if done || end <= flushed {
+                    core.flush_waiters.swap_remove(i);
+                    self.wakers.take(Slot::Write(id), me, wake);
+                    progress = true;
+                } else {
+                    i += 1;
+                }
             }
         }
         progress
     }
 
-    /// Writes pending output; flushes the transport once everything is written. With
+    /// Writes pending output, and flushes the transport after it: once everything is written,
+    /// and also when the transport takes no more (so the output of a stream that waits for
+    /// its flush is flushed while other streams keep the transport busy). With
     /// `session_polled`, the caller just took the session's output (under a lock it held for
     /// more), so there is no need to ask again before `io.out` is written.
     fn pump_output(&self, io: &mut Io<T>, cx: &mut Context<'_>, session_polled: bool) -> bool {
@@ -494,6 +532,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Ready(Ok(written)) => {
                     advance_chunks(&mut io.out, written);
                     io.needs_flush = true;
+                    io.written += written as u64;
                     progress = true;
                     continue;
                 }
@@ -505,7 +544,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                         waiting = io.out.iter().map(|c| c.len()).sum::<usize>(),
                         "transport full: output waits"
                     );
-                    return progress;
+                    break;
                 }
             };
             io.out.clear();
@@ -514,8 +553,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
         if io.needs_flush {
             match Pin::new(&mut io.transport).poll_flush(cx) {
-                Poll::Ready(Ok(())) => io.needs_flush = false,
+                Poll::Ready(Ok(())) => {
+                    io.needs_flush = false;
+                    io.flushed = io.written;
+                    progress = true;
+                }
                 Poll::Ready(Err(e)) => {
+                    io.out.clear();
                     self.core().session.handle_transport_error(e);
                     return true;
                 }

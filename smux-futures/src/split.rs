@@ -11,6 +11,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::StreamId;
 
 use crate::stream::MuxStream;
+use crate::wakers::Slot;
 
 impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
     /// Splits the stream into a read half and a write half that can move to different tasks
@@ -124,10 +125,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OwnedReadHalf<T> {
         {
             return Err(ReuniteError(self, write));
         }
-        // The write half goes without its drop (no FIN); the read half's reference is then
-        // the only one.
+        // The write half goes without its drop (no FIN); the read half's drop only clears
+        // what it left parked; the reference taken here is then the only one.
         drop(write.stream.take());
-        Ok(Arc::into_inner(self.stream).expect("both halves were given"))
+        let stream = self.stream.clone();
+        drop(self);
+        Ok(Arc::into_inner(stream).expect("both halves were given"))
     }
 }
 
@@ -150,8 +153,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OwnedWriteHalf<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Drop for OwnedWriteHalf<T> {
     fn drop(&mut self) {
         if let Some(stream) = &self.stream {
+            stream.forget_waiter(Slot::Write(stream.id()));
             stream.finish_now();
         }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Drop for OwnedReadHalf<T> {
+    /// A reader parked on this half is gone: the read duty must not stay with it.
+    fn drop(&mut self) {
+        self.stream.forget_waiter(Slot::Read(self.stream.id()));
     }
 }
 

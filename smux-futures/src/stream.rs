@@ -69,14 +69,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
 
     pub(crate) async fn read_chunk_shared(&self, max: usize) -> io::Result<Option<Bytes>> {
         let id = self.id;
+        let waiter = Waiter::Stream(Slot::Read(id));
+        let _cancel = self.shared.wakers().guard(waiter);
         poll_fn(|cx| {
             self.shared
-                .poll_op(cx, Waiter::Stream(Slot::Read(id)), |core| {
-                    match core.session.read_chunk(id, max) {
-                        Ok(chunk) => Poll::Ready(Ok(chunk)),
-                        Err(ReadError::Blocked) => Poll::Pending,
-                        Err(e) => read_error(e).map_ok(|_| None),
-                    }
+                .poll_op(cx, waiter, |core| match core.session.read_chunk(id, max) {
+                    Ok(chunk) => Poll::Ready(Ok(chunk)),
+                    Err(ReadError::Blocked) => Poll::Pending,
+                    Err(e) => read_error(e).map_ok(|_| None),
                 })
         })
         .await
@@ -89,40 +89,51 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
 
     pub(crate) async fn write_chunk_shared(&self, mut data: Bytes) -> io::Result<()> {
         let id = self.id;
+        let waiter = Waiter::Stream(Slot::Write(id));
+        let _cancel = self.shared.wakers().guard(waiter);
         poll_fn(|cx| {
-            self.shared
-                .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| loop {
-                    if data.is_empty() {
-                        return Poll::Ready(Ok(()));
+            self.shared.poll_op(cx, waiter, |core| loop {
+                if data.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                match core.session.write_chunk(id, &data) {
+                    Ok(n) => {
+                        let _ = data.split_to(n);
                     }
-                    match core.session.write_chunk(id, &data) {
-                        Ok(n) => {
-                            let _ = data.split_to(n);
-                        }
-                        Err(WriteError::Blocked) => return Poll::Pending,
-                        Err(e) => return Poll::Ready(Err(write_error(e))),
-                    }
-                })
+                    Err(WriteError::Blocked) => return Poll::Pending,
+                    Err(e) => return Poll::Ready(Err(write_error(e))),
+                }
+            })
         })
         .await
     }
 
+    /// Flush (and the end of close): done once this stream's output, FIN included when it
+    /// was finished, is written to the transport and a transport flush completed after it,
+    /// whatever other streams queue meanwhile.
     pub(crate) fn poll_flushed(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
         let id = self.id;
         self.shared
             .poll_op(cx, Waiter::Stream(Slot::Write(id)), |core| {
                 match core.session.poll_flushed(id) {
-                    // After the session failed, `Ok(true)` means the FIN had been handed over
+                    // After the session failed, `Some` means the FIN had been handed over
                     // (what the driver still held was dropped with the transport).
-                    Ok(true) if core.output_flushed() || core.failed() => Poll::Ready(Ok(())),
-                    Ok(flushed) => {
+                    Ok(Some(end)) if core.flushed_to(end) || core.failed() => Poll::Ready(Ok(())),
+                    Ok(framed) => {
+                        // A session closed by `Mux::close` still writes what it framed.
                         if let Some(e) = core.session.error() {
-                            return Poll::Ready(Err(io_error(e.clone())));
+                            if framed.is_none() || core.failed() {
+                                return Poll::Ready(Err(io_error(e.clone())));
+                            }
                         }
-                        if flushed {
-                            // The session has nothing of ours left: only the driver's output
-                            // is, and its end raises no session event.
-                            core.wait_output_flushed(id);
+                        if core.transport_closed() {
+                            // Nothing more can be written; `end` was not reached.
+                            return Poll::Ready(Err(io_error(smux_proto::Error::LocallyClosed)));
+                        }
+                        if let Some(end) = framed {
+                            // Framed: only the driver's writing and flushing are left, and
+                            // their end raises no session event.
+                            core.wait_flushed_to(id, end);
                         }
                         Poll::Pending
                     }
@@ -178,6 +189,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
             .with(|core| core.session.finish(id).map_err(write_error));
         finished?;
         self.poll_flushed(cx)
+    }
+
+    /// The owner of one direction (an owned half) is gone: what it left parked goes, and the
+    /// read duty passes on if it held it.
+    pub(crate) fn forget_waiter(&self, slot: Slot) {
+        self.shared.wakers().cancel(Waiter::Stream(slot));
     }
 
     /// Sends FIN after the data written, without waiting (the owned write half's drop).

@@ -12,11 +12,18 @@
 //! task. So the work per frame does not grow with the number of parked tasks.
 //!
 //! Liveness: a task woken for the duty must drive, or the readiness it was woken for is lost
-//! to everyone else. Every poll of an operation that cannot complete drives, so a woken task
-//! that polls anything of the connection serves the duty. When it cannot any more, the duty
-//! passes to another parked task: when its stream or its registration is dropped, and when
-//! the transport or the timer wakes again before it drove (it moved on to wait for something
-//! else; the keepalive timer guarantees such a wake).
+//! to everyone else. Every poll of an operation drives when the task is on duty (also one
+//! that completes at once), so a woken task that polls anything of the connection serves the
+//! duty. A task may have gone away, though: its operation was cancelled (dropped by a
+//! timeout or a `select!`) after it parked. Where that is seen, the duty passes on at once:
+//! when a stream, an owned half, a registration or the future of `read_chunk` /
+//! `write_chunk` is dropped. Where it cannot be seen (a bare `poll_read`, `poll_write`,
+//! `poll_flush`, `poll_close` or `Mux::poll_accept`: the caller's future is not ours), the
+//! holder is not woken alone: a *deputy* is woken with it, a waiter that cannot have gone
+//! unseen if there is one (a registered future: `accept`, `Incoming`), any other parked task
+//! otherwise. So a cancelled read is never the only task woken, and the tasks woken that
+//! way and gone leave the set (they do not come back to it). The duty also passes on when
+//! the transport or the timer wakes again before anybody on duty drove.
 //!
 //! Memory: every entry is keyed by *who* waits, not by the waker it was polled with, so a
 //! blocked task costs one entry however often it is polled and whatever waker it brings (a
@@ -67,8 +74,12 @@ struct Parked {
     drivers: HashSet<u64>,
     /// The waiter that parked and drove last: the next choice for the read duty.
     last_driver: Option<Waiter>,
-    /// The waiter woken for the read duty that has not driven yet.
-    on_duty: Option<Waiter>,
+    /// The waiters woken for the read duty (the holder and its deputy) while nobody has
+    /// driven since.
+    on_duty: [Option<Waiter>; 2],
+    /// The last deputy woken, until it parks again: a deputy that finds nothing to do and
+    /// parks again does not become the last driver (the holder it covered for stays it).
+    deputy: Option<Waiter>,
 }
 
 impl Default for Parked {
@@ -80,7 +91,8 @@ impl Default for Parked {
             next_key: POLL_ACCEPT + 1,
             drivers: HashSet::new(),
             last_driver: None,
-            on_duty: None,
+            on_duty: [None; 2],
+            deputy: None,
         }
     }
 }
@@ -117,6 +129,19 @@ impl Drop for Registration<'_> {
     }
 }
 
+/// Held by the future of one stream operation (`read_chunk`, `write_chunk`): dropping the
+/// future, done or cancelled, takes what it left parked along and passes the duty on.
+pub(crate) struct OperationGuard<'a> {
+    wakers: &'a Wakers,
+    waiter: Waiter,
+}
+
+impl Drop for OperationGuard<'_> {
+    fn drop(&mut self) {
+        self.wakers.cancel(self.waiter);
+    }
+}
+
 impl Parked {
     /// The parked waiter that should take the read duty now, out of the set with its waker.
     fn take_duty_holder(&mut self) -> Option<(Waiter, Waker)> {
@@ -143,6 +168,22 @@ impl Parked {
         Some((Waiter::Connection(key), waker))
     }
 
+    /// A deputy for a holder that may have gone away unseen (see the module doc): a
+    /// registered connection-wide waiter, which cannot have, else any parked task.
+    fn take_deputy(&mut self) -> Option<(Waiter, Waker)> {
+        let registered = self.connection.keys().copied().find(|&k| k != POLL_ACCEPT);
+        if let Some(key) = registered {
+            let waker = self.connection.remove(&key)?;
+            return Some((Waiter::Connection(key), waker));
+        }
+        if let Some(&slot) = self.streams.keys().next() {
+            let waker = self.streams.remove(&slot)?;
+            return Some((Waiter::Stream(slot), waker));
+        }
+        let waker = self.connection.remove(&POLL_ACCEPT)?;
+        Some((Waiter::Connection(POLL_ACCEPT), waker))
+    }
+
     fn remove(&mut self, waiter: Waiter) -> Option<Waker> {
         match waiter {
             Waiter::Stream(slot) => self.streams.remove(&slot),
@@ -150,26 +191,52 @@ impl Parked {
         }
     }
 
-    /// Hands the read duty to a parked task; returns its waker, to wake outside the lock.
-    fn hand_duty(&mut self) -> Option<Waker> {
-        let (waiter, waker) = self.take_duty_holder()?;
-        self.on_duty = Some(waiter);
-        Some(waker)
+    /// Hands the read duty to a parked task, with a deputy when that task may have gone
+    /// away unseen; returns the wakers, to wake outside the lock.
+    fn hand_duty(&mut self) -> Handoff {
+        self.on_duty = [None; 2];
+        let Some((holder, waker)) = self.take_duty_holder() else {
+            return [None, None];
+        };
+        self.on_duty[0] = Some(holder);
+        if is_registered(holder) {
+            return [Some(waker), None];
+        }
+        let deputy = self.take_deputy().map(|(deputy, w)| {
+            self.on_duty[1] = Some(deputy);
+            self.deputy = Some(deputy);
+            w
+        });
+        [Some(waker), deputy]
     }
 
     /// `waiter` will never poll again (its stream or its future was dropped): it is no longer
-    /// the last driver, and if it was woken for the read duty, the duty passes on (the waker
-    /// to wake is returned).
-    fn gone(&mut self, waiter: Waiter) -> Option<Waker> {
+    /// the last driver, and if it was woken for the read duty and nobody else on duty is
+    /// left, the duty passes on (the wakers to wake are returned).
+    fn gone(&mut self, waiter: Waiter) -> Handoff {
         if self.last_driver == Some(waiter) {
             self.last_driver = None;
         }
-        if self.on_duty == Some(waiter) {
-            self.on_duty = None;
+        let mut was_on_duty = false;
+        for slot in &mut self.on_duty {
+            if *slot == Some(waiter) {
+                *slot = None;
+                was_on_duty = true;
+            }
+        }
+        if was_on_duty && self.on_duty.iter().all(Option::is_none) {
             return self.hand_duty();
         }
-        None
+        [None, None]
     }
+}
+
+/// The tasks a hand-off of the read duty wakes: the holder and maybe a deputy.
+type Handoff = [Option<Waker>; 2];
+
+/// Whether `waiter`'s going away is seen: its future holds a [`Registration`].
+fn is_registered(waiter: Waiter) -> bool {
+    matches!(waiter, Waiter::Connection(key) if key != POLL_ACCEPT)
 }
 
 /// The set of parked tasks, shared with the duty waker. Its lock is separate from the
@@ -180,11 +247,22 @@ pub(crate) struct Wakers {
     /// The transport's last read returned `Pending` (so it holds the duty waker) and no
     /// readiness came since: a task that parks need not drive to be woken for input.
     input_watched: AtomicBool,
+    /// A task was woken for the read duty and nobody has driven since.
+    duty_pending: AtomicBool,
 }
 
 impl Wakers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Parked> {
         crate::sync::lock(&self.parked)
+    }
+
+    /// Wakes the tasks a hand-off of the duty chose (after the lock is released); from now
+    /// on, until somebody drives, an operation that completes drives anyway.
+    fn wake_handoff(&self, handoff: Handoff) {
+        if handoff[0].is_some() {
+            self.duty_pending.store(true, Ordering::SeqCst);
+        }
+        handoff.into_iter().flatten().for_each(Waker::wake);
     }
 
     /// A new connection-wide waiter identity, for one `accept`, `drive` or `close` future.
@@ -214,9 +292,28 @@ impl Wakers {
         parked.drivers.remove(&key);
         let handoff = parked.gone(waiter);
         drop(parked);
-        if let Some(w) = handoff {
-            w.wake();
+        self.wake_handoff(handoff);
+    }
+
+    /// A guard that [cancels](Self::cancel) `waiter` when dropped.
+    pub(crate) fn guard(&self, waiter: Waiter) -> OperationGuard<'_> {
+        OperationGuard {
+            wakers: self,
+            waiter,
         }
+    }
+
+    /// The operation `waiter` parked for was cancelled, or its owner (an owned half) dropped:
+    /// its entries go, and the duty passes on if it held it.
+    pub(crate) fn cancel(&self, waiter: Waiter) {
+        let mut parked = self.lock();
+        parked.remove(waiter);
+        if !parked.io.is_empty() {
+            parked.io.remove(&waiter);
+        }
+        let handoff = parked.gone(waiter);
+        drop(parked);
+        self.wake_handoff(handoff);
     }
 
     /// A registration for a `Mux::drive()` future, which takes the read duty whenever parked.
@@ -229,7 +326,11 @@ impl Wakers {
     /// Parks the current task, which then drives (so it becomes the last driver).
     pub(crate) fn park_waiter(&self, waiter: Waiter, waker: &Waker) {
         let mut parked = self.lock();
-        parked.last_driver = Some(waiter);
+        if parked.deputy == Some(waiter) {
+            parked.deputy = None;
+        } else {
+            parked.last_driver = Some(waiter);
+        }
         match waiter {
             Waiter::Stream(slot) => store(&mut parked.streams, slot, waker),
             Waiter::Connection(key) => store(&mut parked.connection, key, waker),
@@ -266,7 +367,7 @@ impl Wakers {
     /// its reader or writer left (nobody polls for it any more).
     pub(crate) fn forget_stream(&self, id: StreamId) {
         let mut parked = self.lock();
-        let mut handoff = None;
+        let mut handoff = [None, None];
         for slot in [Slot::Read(id), Slot::Write(id)] {
             if !parked.streams.is_empty() {
                 parked.streams.remove(&slot);
@@ -274,17 +375,25 @@ impl Wakers {
             if !parked.io.is_empty() {
                 parked.io.remove(&Waiter::Stream(slot));
             }
-            handoff = handoff.or(parked.gone(Waiter::Stream(slot)));
+            let [a, b] = parked.gone(Waiter::Stream(slot));
+            if a.is_some() {
+                handoff = [a, b];
+            }
         }
         drop(parked);
-        if let Some(w) = handoff {
-            w.wake();
-        }
+        self.wake_handoff(handoff);
     }
 
     /// A drive is starting: it reads the transport, which serves the read duty.
     pub(crate) fn duty_served(&self) {
-        self.lock().on_duty = None;
+        if self.duty_pending.swap(false, Ordering::SeqCst) {
+            self.lock().on_duty = [None; 2];
+        }
+    }
+
+    /// Whether a task was woken for the read duty and nobody has driven since.
+    pub(crate) fn duty_pending(&self) -> bool {
+        self.duty_pending.load(Ordering::SeqCst)
     }
 
     /// Sets whether the transport is watched for input (see `input_watched`).
@@ -301,10 +410,8 @@ impl Wakers {
     /// for it before that has not driven since: the duty passes to another parked task.
     pub(crate) fn wake_duty(&self) {
         self.input_watched.store(false, Ordering::SeqCst);
-        let waker = self.lock().hand_duty();
-        if let Some(w) = waker {
-            w.wake();
-        }
+        let handoff = self.lock().hand_duty();
+        self.wake_handoff(handoff);
     }
 
     /// Parks the current task until the task driving the connection is done.
@@ -466,66 +573,87 @@ mod tests {
         counts.iter().map(|c| c.0.load(Ordering::SeqCst)).collect()
     }
 
-    /// Readiness wakes one task: a parked `drive()` first, else the last task to park (and
-    /// drive), else any parked one; never several.
+    /// Readiness wakes the holder of the duty: a parked `drive()` first (alone: its going
+    /// away is seen), else the last task to park (and drive), else any parked one. A holder
+    /// whose going away could be missed (a bare poll) is woken with one deputy, a registered
+    /// future first; never more.
     #[test]
-    fn the_read_duty_goes_to_one_task_in_order_of_preference() {
+    fn the_read_duty_goes_to_a_holder_in_order_of_preference_with_one_deputy() {
         let wakers = Wakers::default();
         let (a, _) = parked_on(&wakers, 1);
         let (b, _) = parked_on(&wakers, 3);
+        let (c, _) = parked_on(&wakers, 5);
         wakers.wake_duty();
-        assert_eq!(woken(&[&a, &b]), [0, 1], "the last to park");
+        let after = woken(&[&a, &b, &c]);
+        assert_eq!(after[2], 1, "the last to park");
+        assert_eq!(after.iter().sum::<usize>(), 2, "and one deputy: {after:?}");
         wakers.duty_served();
 
         let driver = wakers.register_driver();
         let (d, w) = counting();
         wakers.park_waiter(driver.waiter(), &w);
-        let (e, _) = parked_on(&wakers, 5);
+        let (e, _) = parked_on(&wakers, 7);
+        let before = woken(&[&a, &b, &c, &e]);
         wakers.wake_duty();
-        assert_eq!(woken(&[&a, &b, &d, &e]), [0, 1, 1, 0], "a drive() first");
+        assert_eq!(d.0.load(Ordering::SeqCst), 1, "a drive() first");
+        assert_eq!(woken(&[&a, &b, &c, &e]), before, "alone");
         wakers.duty_served();
 
-        // The last driver (5) is still parked: it is next; then only 1 is left.
+        // A registered accept future is the deputy of choice.
+        let accept = wakers.register();
+        let (r, w) = counting();
+        wakers.park_waiter(accept.waiter(), &w);
+        let (f, _) = parked_on(&wakers, 9);
+        let before = woken(&[&a, &b, &c, &e]);
         wakers.wake_duty();
+        assert_eq!(
+            woken(&[&f, &r]),
+            [1, 1],
+            "holder 9, deputy the accept future"
+        );
+        assert_eq!(woken(&[&a, &b, &c, &e]), before);
         wakers.duty_served();
-        wakers.wake_duty();
-        wakers.duty_served();
-        assert_eq!(woken(&[&a, &b, &d, &e]), [1, 1, 1, 1]);
         // Nobody parked: nothing to wake, nothing breaks.
+        while wakers.parked_count() > 0 {
+            wakers.wake_duty();
+            wakers.duty_served();
+        }
         wakers.wake_duty();
-        assert_eq!(wakers.parked_count(), 0);
+        assert!(!wakers.duty_pending());
     }
 
     /// A task woken for the duty that does not drive before the next readiness (it moved on)
-    /// loses the duty to another parked task; one whose stream or future is dropped hands it
-    /// on at once.
+    /// loses the duty to other parked tasks; when every task on duty is seen to go (its
+    /// stream, owned half, operation future or registration dropped), the duty passes on at
+    /// once; a served duty is not handed on.
     #[test]
-    fn the_read_duty_passes_on_when_its_holder_does_not_serve_it() {
+    fn the_read_duty_passes_on_when_its_holders_do_not_serve_it() {
         let wakers = Wakers::default();
-        let (a, _) = parked_on(&wakers, 1);
-        let (b, _) = parked_on(&wakers, 3);
-        let (c, _) = parked_on(&wakers, 5);
-        let (d, _) = parked_on(&wakers, 7);
+        let all: Vec<_> = (0..6).map(|i| parked_on(&wakers, 1 + 2 * i)).collect();
+        let counts: Vec<&Arc<Count>> = all.iter().map(|(c, _)| c).collect();
+        let total = |counts: &[&Arc<Count>]| woken(counts).iter().sum::<usize>();
         wakers.wake_duty();
-        assert_eq!(woken(&[&a, &b, &c, &d]), [0, 0, 0, 1]);
-        // 7 never drives; the timer fires: someone else gets the duty.
+        assert_eq!(total(&counts), 2);
+        assert!(wakers.duty_pending());
+        // Neither drives; the timer fires: two others get the duty.
         wakers.wake_duty();
-        let after = woken(&[&a, &b, &c, &d]);
-        assert_eq!(after.iter().sum::<usize>(), 2);
-        assert_eq!(after[3], 1);
-        // The new holder's stream is dropped before it drives: the duty passes at once.
-        let holder = after.iter().position(|&n| n == 1).unwrap();
-        wakers.forget_stream(StreamId::new(1 + 2 * holder as u32));
-        assert_eq!(woken(&[&a, &b, &c, &d]).iter().sum::<usize>(), 3);
+        assert_eq!(total(&counts), 4);
+        // Both holders of the duty are seen to go before they drive: it passes at once,
+        // after the second only.
+        let on_duty: Vec<Waiter> = wakers.lock().on_duty.iter().flatten().copied().collect();
+        assert_eq!(on_duty.len(), 2);
+        wakers.cancel(on_duty[0]);
+        assert_eq!(total(&counts), 4, "the other one is still on duty");
+        wakers.cancel(on_duty[1]);
+        assert_eq!(total(&counts), 6, "passed on to the last two");
         wakers.duty_served();
-        wakers.forget_stream(StreamId::new(9));
-        assert_eq!(
-            woken(&[&a, &b, &c, &d]).iter().sum::<usize>(),
-            3,
-            "a served duty is not handed on"
-        );
+        assert!(!wakers.duty_pending());
+        for (_, waiter) in &all {
+            wakers.cancel(*waiter);
+        }
+        assert_eq!(total(&counts), 6, "a served duty is not handed on");
 
-        // The same for a connection-wide future dropped while on duty.
+        // A connection-wide future dropped while on duty (alone: it is registered).
         let wakers = Wakers::default();
         let (a, _) = parked_on(&wakers, 1);
         let registration = wakers.register();

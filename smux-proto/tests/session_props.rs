@@ -2370,11 +2370,13 @@ fn v2_data_written_after_the_peer_fin_with_a_shut_window_does_not_hang() -> R {
 }
 
 /// Version 2, a session send budget no larger than one stream's. The peer released stream A,
-/// so the data queued on A beyond the initial window can never leave: it fills the whole send
-/// budget, and a write on stream B is refused with `Blocked`. When A's stall expires (the
-/// keepalive timeout after the peer's FIN), A's data is dropped and the budget is free again:
-/// B must get the `StreamWritable` that `Blocked` promised. (The receive budget covers both
-/// initial windows, so the peer does not shrink A's at open.)
+/// so the data queued on A beyond the initial window can never leave. What a stream queues
+/// beyond its window takes half of the send budget at most: A's next write is refused with
+/// `Blocked` there, and a write on stream B, within B's window, is still taken (a stream
+/// stalled on its window does not starve the others). When A's stall expires (the keepalive
+/// timeout after the peer's FIN), A's data is dropped, and A's writer, which `Blocked`
+/// promised a `StreamWritable`, gets it (its next write fails: the peer stopped reading).
+/// (The receive budget covers both initial windows, so the peer does not shrink A's at open.)
 #[test]
 fn v2_budget_freed_by_a_stall_wakes_blocked_writers() -> R {
     let limits = Limits {
@@ -2391,34 +2393,43 @@ fn v2_budget_freed_by_a_stall_wakes_blocked_writers() -> R {
     let (a, b) = (0, 1);
     h.release(SERVER, a);
     h.pump(usize::MAX)?;
-    // The initial window's worth goes out (and is dropped); one send buffer more stays queued.
-    let target = INITIAL_PEER_WINDOW as usize + MAX_STREAM_SEND_BUFFER;
+    // The initial window's worth goes out (and is dropped); half a send budget more stays
+    // queued, and no more is taken.
+    let half = MAX_STREAM_SEND_BUFFER / 2;
+    let target = INITIAL_PEER_WINDOW as usize + half;
     while h.streams[a].written[CLIENT] < target {
         let left = target - h.streams[a].written[CLIENT];
         h.write(CLIENT, a, left.min(MAX_STREAM_SEND_BUFFER), false)?;
+        prop_assert!(!h.streams[a].write_waiting[CLIENT], "refused below half");
         h.pump(usize::MAX)?;
     }
     prop_assert_eq!(
         h.s[CLIENT].buffered_output(),
-        MAX_STREAM_SEND_BUFFER,
-        "A fills the send budget"
+        half,
+        "A holds half the budget"
     );
-    h.write(CLIENT, b, 1, false)?;
+    h.write(CLIENT, a, 1, false)?;
     prop_assert!(
-        h.streams[b].write_waiting[CLIENT],
-        "B's write is refused with Blocked"
+        h.streams[a].write_waiting[CLIENT],
+        "A's bytes beyond its window take no more than half the budget"
     );
+    h.write(CLIENT, b, half, false)?;
+    prop_assert!(
+        !h.streams[b].write_waiting[CLIENT],
+        "B's write within its window is taken beside the stalled stream"
+    );
+    prop_assert_eq!(h.streams[b].written[CLIENT], half);
     for _ in 0..4 {
         h.advance(Duration::from_secs(9))?;
     }
     prop_assert_eq!(
         h.s[CLIENT].buffered_output(),
         0,
-        "A's stalled data was dropped"
+        "A's stalled data was dropped, B's was sent"
     );
     prop_assert!(
-        !h.streams[b].write_waiting[CLIENT],
-        "the send budget is free again, but B never got StreamWritable"
+        !h.streams[a].write_waiting[CLIENT],
+        "A's stall ended, but its writer never got StreamWritable"
     );
     Ok(())
 }

@@ -419,6 +419,9 @@ impl Session {
         // A new stream starts read-blocked, so its first data is reported as readable.
         self.control.push_back(Control::Syn(id));
         self.create_stream(id);
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.syn_pending = true;
+        }
         self.stats.streams_opened += 1;
         event!(self, debug, stream = id.as_u32(), "stream opened");
         Ok(id)
@@ -505,29 +508,52 @@ impl Session {
         Ok(n)
     }
 
-    /// Whether everything written to the stream has been framed into the transmit queue; if
-    /// not, registers interest: a [`Event::StreamWritable`] follows when it has (or when it
-    /// never can be). Like a `poll_*` method, it is a check that asks to be told.
+    /// Where the stream's output stands: `Ok(Some(end))` once everything written to it (and
+    /// its FIN, once [finished](Self::finish)) has left the stream's queues for the transmit
+    /// queue; it is on the wire once the first `end` bytes of the session's output are (see
+    /// [`output_offset`](Self::output_offset)), whatever other streams queue after it.
+    /// `Ok(None)` while some of it waits (for its turn, for window, for the end of the
+    /// early-reply hold); this registers interest, like a `poll_*` method: a
+    /// [`Event::StreamWritable`] follows when it has left (or when it never can).
     ///
-    /// Once the stream's FIN was handed to the transport this is `Ok(true)` for good, even
+    /// A driver flushes a stream by waiting for `Some(end)`, then for the transport to take
+    /// `end` bytes of output and complete a flush after them.
+    ///
+    /// Once the stream's FIN was handed to the transport this is `Ok(Some(_))` for good, even
     /// after the session ended: everything written, FIN included, went out.
-    pub fn poll_flushed(&mut self, stream_id: StreamId) -> Result<bool, WriteError> {
+    pub fn poll_flushed(&mut self, stream_id: StreamId) -> Result<Option<u64>, WriteError> {
         let closed = self.error().cloned();
+        let queued_end = self.queued_end();
         let stream = self.live_stream(stream_id)?;
+        let end = output_end(queued_end, stream.output_end);
         if stream.fin_transmitted {
-            return Ok(true);
+            return Ok(Some(end));
         }
         if stream.peer_stopped_reading {
             return Err(WriteError::PeerStoppedReading(stream_id));
         }
-        let unsent = stream.send_len() > 0;
+        let framed = stream.output_framed();
         if let Some(e) = closed {
             return Err(WriteError::SessionClosed(e));
         }
-        if unsent {
+        if !framed {
             stream.flush_wanted = true;
+            return Ok(None);
         }
-        Ok(!unsent)
+        Ok(Some(end))
+    }
+
+    /// Bytes of output handed to the transport so far (by [`transmitted`](Self::transmitted),
+    /// [`poll_transmit_chunks`](Self::poll_transmit_chunks) and direct writes): the offset
+    /// the ends given by [`poll_flushed`](Self::poll_flushed) are measured in. Equal to
+    /// [`Stats::bytes_out`].
+    pub fn output_offset(&self) -> u64 {
+        self.stats.bytes_out
+    }
+
+    /// The output offset just past the end of the transmit queue.
+    pub(super) fn queued_end(&self) -> u64 {
+        self.stats.bytes_out + self.outbox.len() as u64
     }
 
     /// Half-closes the stream: FIN is sent after the data already written, and reading goes on
@@ -704,6 +730,15 @@ impl Session {
         }
         next
     }
+}
+
+/// A stream's output end from the low 32 bits it keeps (`Stream::output_end`), given the end
+/// of the transmit queue, which is never before it. Exact while the stream's last frame is
+/// less than 4 GiB behind; older than that, it reads as later than it was (a flush then waits
+/// for output queued after it, which the transport takes anyway): never as earlier.
+fn output_end(queued_end: u64, low: u32) -> u64 {
+    let behind = (queued_end as u32).wrapping_sub(low);
+    queued_end.saturating_sub(u64::from(behind))
 }
 
 pub(super) fn min_instant(a: Option<Instant>, b: Instant) -> Option<Instant> {

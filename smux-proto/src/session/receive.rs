@@ -187,6 +187,13 @@ impl Session {
         if stream.send_window.available() > 0 && matches!(stream.stall, Stall::Stalled(_)) {
             stream.stall = Stall::Reopened;
         }
+        // A writer refused for want of window (its bytes beyond the window may take only
+        // half of the send budget) may find room now.
+        if stream.write_blocked && stream.send_window.available() > stream.send_len() {
+            stream.write_blocked = false;
+            self.events
+                .push_back(Event::StreamWritable { stream_id: id });
+        }
         if stream.held {
             self.release_hold(id);
         }
@@ -255,7 +262,9 @@ impl Session {
     /// Creates a stream (ours or the peer's). In version 2 it starts with Go's initial window,
     /// shrunk by an UPD right away (after its SYN, if ours) when the budget cannot cover it.
     pub(super) fn create_stream(&mut self, id: StreamId) {
-        let stream = Stream::new(self.credit.epoch());
+        let mut stream = Stream::new(self.credit.epoch());
+        // Nothing of it before this point.
+        stream.output_end = self.queued_end() as u32;
         let shrink =
             self.config.version == Version::V2 && self.credit.opened(id, &stream.recv_window);
         self.streams.insert(id, stream);

@@ -61,22 +61,44 @@ impl Session {
                 self.outbox.push_front(rest);
             }
         }
-        if self.config.version == Version::V2 {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.send_window.on_sent(accepted);
-            }
-        }
         self.stats.frames_out += frames;
         self.stats.bytes_out += written as u64;
+        let end = self.queued_end();
+        let v2 = self.config.version == Version::V2;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if v2 {
+                stream.send_window.on_sent(accepted);
+            }
+            if accepted > 0 {
+                stream.output_end = end as u32;
+            }
+        }
     }
 
     /// How many of `len` bytes stream `id` may queue now.
+    ///
+    /// The session budget (`max_send_buffer`) bounds what all streams hold. In version 2, what
+    /// a stream queues beyond the window the peer gave it may take only the first half of the
+    /// budget: such bytes wait for the peer, which may never grant more, and streams stalled
+    /// that way must not starve the others (their bytes within their windows can always use
+    /// the other half).
     pub(super) fn write_room(&mut self, id: StreamId, len: usize) -> Result<usize, WriteError> {
-        let session_room = self.config.max_send_buffer - self.send_buffered;
+        let budget = self.config.max_send_buffer;
+        let mut session_room = budget - self.send_buffered;
         let stream_cap = self.config.max_stream_send_buffer;
+        let v2 = self.config.version == Version::V2;
+        let buffered = self.send_buffered;
         let stream = self.open_for_writing(id)?;
         if len == 0 {
             return Ok(0);
+        }
+        if v2 {
+            let within_window = stream
+                .send_window
+                .available()
+                .saturating_sub(stream.send_len());
+            let beyond_window = (budget / 2).saturating_sub(buffered);
+            session_room = session_room.min(within_window.max(beyond_window));
         }
         let room = (stream_cap - stream.send_len()).min(session_room);
         if room == 0 {
@@ -199,6 +221,10 @@ impl Session {
             self.release_send_budget(payload.len());
             self.stats.frames_out += 1;
             self.outbox.push_data(id, payload);
+            let end = self.queued_end();
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.output_end = end as u32;
+            }
             self.after_send_progress(id);
             self.fin_if_drained(id);
             self.schedule(id);
@@ -220,12 +246,24 @@ impl Session {
                 break;
             };
             match control {
-                Control::Syn(id) => self.outbox.push_control(Cmd::Syn, id),
+                Control::Syn(id) => {
+                    self.outbox.push_control(Cmd::Syn, id);
+                    let end = self.queued_end();
+                    if let Some(stream) = self.streams.get_mut(&id) {
+                        stream.syn_pending = false;
+                        stream.output_end = end as u32;
+                    }
+                    self.after_control_framed(id);
+                }
                 Control::Fin(id) => {
                     self.outbox.push_control(Cmd::Fin, id);
-                    if self.streams.contains_key(&id) {
+                    let end = self.queued_end();
+                    if let Some(stream) = self.streams.get_mut(&id) {
+                        stream.fin_framed = true;
+                        stream.output_end = end as u32;
                         self.fins_in_outbox.push(id);
                     }
+                    self.after_control_framed(id);
                 }
                 Control::Nop => self.outbox.push_control(Cmd::Nop, StreamId::new(0)),
                 Control::Upd(id) => {
@@ -252,12 +290,23 @@ impl Session {
         self.stats.frames_out += 1;
     }
 
+    /// A SYN or FIN of stream `id` was framed: wake a flusher waiting for it.
+    fn after_control_framed(&mut self, id: StreamId) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.flush_wanted && stream.output_framed() {
+                stream.flush_wanted = false;
+                self.events
+                    .push_back(Event::StreamWritable { stream_id: id });
+            }
+        }
+    }
+
     /// Stream `id` framed some data: wake writers and flushers that wait for room.
     pub(super) fn after_send_progress(&mut self, id: StreamId) {
         let half_stream = self.config.max_stream_send_buffer / 2;
         if let Some(stream) = self.streams.get_mut(&id) {
             let room_again = stream.write_blocked && stream.send_len() <= half_stream;
-            let flushed = stream.flush_wanted && stream.send_len() == 0;
+            let flushed = stream.flush_wanted && stream.output_framed();
             if room_again || flushed {
                 stream.write_blocked &= !room_again;
                 stream.flush_wanted &= !flushed;

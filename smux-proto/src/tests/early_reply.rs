@@ -191,3 +191,33 @@ fn a_stream_dropped_without_a_word_gets_its_fin_at_once_and_again_if_missed() {
         .unwrap();
     assert_eq!(transmit_frames(&mut pair.server), []);
 }
+
+/// A held stream finished by the application is not flushed until its FIN is framed: the
+/// hold ends, the FIN goes into the transmit queue, a `StreamWritable` says so, and the end
+/// `poll_flushed` then gives covers the FIN.
+#[test]
+fn a_held_fin_is_not_reported_flushed_before_it_is_framed() {
+    for version in [Version::V1, Version::V2] {
+        let mut pair = Pair::v(version);
+        let id = opened(&mut pair);
+        pair.server.finish(id).unwrap();
+        assert_eq!(
+            pair.server.poll_flushed(id).unwrap(),
+            None,
+            "{version:?}: the FIN waits for the hold"
+        );
+        pair.advance(HOLD);
+        assert!(pair
+            .take_server_events()
+            .iter()
+            .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == id)));
+        let end = pair.server.poll_flushed(id).unwrap().expect("framed");
+        assert_eq!(
+            end,
+            pair.server.output_offset(),
+            "{version:?}: the FIN is last"
+        );
+        let mut got = Vec::new();
+        assert!(read_available(&mut pair.client, id, &mut got).unwrap());
+    }
+}

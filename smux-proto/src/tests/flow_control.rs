@@ -367,3 +367,94 @@ fn a_writer_blocked_on_the_send_budget_waits_in_the_list_once() {
         assert_eq!(pair.client.write(b, b"x").unwrap(), 1);
     }
 }
+
+/// Version 2: `stalled` streams whose peer reads nothing (their windows shut, 256 KiB more
+/// queued on each), then a burst on fresh streams that fills the send budget, so one more
+/// write is refused. Returns the pair, the refused stream, and whether a write within a fresh
+/// stream's window was taken while only the stalled streams held the budget.
+fn stalled_streams_then_a_burst(stalled: usize) -> (Pair, StreamId, bool) {
+    const WINDOW: usize = 256 * 1024;
+    // A receive budget large enough that no window is shrunk below its initial 256 KiB.
+    let mut pair = Pair::new(
+        Config::default()
+            .with_version(Version::V2)
+            .with_early_reply_hold(Duration::ZERO)
+            .with_max_receive_buffer(64 << 20),
+    );
+    let ids: Vec<StreamId> = (0..stalled).map(|_| pair.open_client_stream().0).collect();
+    for &id in &ids {
+        // The window's worth goes out and sits unread on the server; the rest stays queued.
+        let _ = pair.client.write(id, &[1; WINDOW]);
+        pair.drive();
+        let _ = pair.client.write(id, &[2; WINDOW]);
+        pair.drive();
+    }
+    let fresh = pair.open_client_stream().0;
+    let fresh_taken = matches!(pair.client.write(fresh, &[3; 1000]), Ok(1000));
+    pair.drive();
+    // Opened first: opening drives the pair, which would send the burst.
+    let spare: Vec<StreamId> = (0..17).map(|_| pair.open_client_stream().0).collect();
+    let mut burst = Vec::new();
+    let mut refused = None;
+    for &id in &spare {
+        if pair.client.buffered_output() < pair.client.config().max_send_buffer {
+            match pair.client.write(id, &[4; WINDOW]) {
+                Ok(_) => burst.push(id),
+                Err(e) => panic!("the burst's write within its window: {e}"),
+            }
+        } else {
+            assert!(matches!(
+                pair.client.write(id, &[5; 1]),
+                Err(WriteError::Blocked)
+            ));
+            refused = Some(id);
+            break;
+        }
+    }
+    let refused = refused.expect("the burst filled the send budget");
+    pair.take_client_events();
+    // The burst goes out and is read; the stalled streams' data stays.
+    pair.drive();
+    for &id in &burst {
+        let mut sink = Vec::new();
+        read_available(&mut pair.server, id, &mut sink).unwrap();
+    }
+    pair.drive();
+    (pair, refused, fresh_taken)
+}
+
+/// Streams stalled on the peer's window do not starve writers on other streams of send
+/// budget: with 9 stalled streams (9 × 256 KiB would be more than half the budget), a writer
+/// refused during a burst is woken once the burst has gone out, and its write is taken.
+#[test]
+fn stalled_streams_do_not_starve_other_writers_of_send_budget() {
+    let (mut pair, refused, fresh_taken) = stalled_streams_then_a_burst(9);
+    assert!(fresh_taken);
+    assert!(
+        pair.take_client_events()
+            .iter()
+            .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == refused)),
+        "the refused writer was never woken: {} bytes buffered",
+        pair.client.buffered_output()
+    );
+    assert_eq!(pair.client.write(refused, &[5; 1]).unwrap(), 1);
+    assert!(
+        pair.client.buffered_output() <= pair.client.config().max_send_buffer / 2 + 1,
+        "bytes beyond the windows take half the budget at most"
+    );
+}
+
+/// With 16 stalled streams (their 4 MiB would be the whole budget), other streams can still
+/// write: the stalled ones hold half of it at most.
+#[test]
+fn sixteen_stalled_streams_leave_room_for_the_others() {
+    let (mut pair, refused, fresh_taken) = stalled_streams_then_a_burst(16);
+    assert!(
+        fresh_taken,
+        "a write within a fresh stream's window was refused"
+    );
+    assert!(pair
+        .take_client_events()
+        .iter()
+        .any(|e| matches!(e, Event::StreamWritable { stream_id } if *stream_id == refused)));
+}

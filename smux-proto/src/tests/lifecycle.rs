@@ -467,7 +467,7 @@ fn a_transmitted_fin_stays_flushed_after_the_session_ends() {
     // The first stream's data and FIN went out before the end: finishing and flushing it
     // again succeed. The second one's did not: both report the session error.
     assert!(pair.client.finish(done).is_ok());
-    assert!(matches!(pair.client.poll_flushed(done), Ok(true)));
+    assert!(matches!(pair.client.poll_flushed(done), Ok(Some(_))));
     assert!(pair.client.finish(pending).is_ok(), "finish is idempotent");
     assert!(matches!(
         pair.client.poll_flushed(pending),
@@ -526,9 +526,41 @@ fn transmit_chunks_match_transmit_slices() {
     assert!(!by_chunks.client.wants_write());
     assert_eq!(by_chunks.client.stats().bytes_out, got.len() as u64);
     assert!(
-        by_chunks.client.poll_flushed(id).unwrap(),
-        "FIN handed over"
+        by_chunks.client.poll_flushed(id).unwrap() == Some(by_chunks.client.output_offset()),
+        "FIN handed over, last"
     );
     let frames = frames(&got, Version::V1);
     assert_eq!(frames.last(), Some(&Frame::Fin { stream_id: id }));
+}
+
+/// A stream's flush waits for its own frames only: the end `poll_flushed` gives for a small
+/// write queued after another stream's large one lies before the large one's end (the
+/// scheduler takes a frame per stream in turn), and transmitting up to it is enough.
+#[test]
+fn a_flush_end_covers_the_streams_own_frames_only() {
+    let mut pair = Pair::new(Config::default());
+    let (bulk, _) = pair.open_client_stream();
+    let (small, _) = pair.open_client_stream();
+    pair.client.write(bulk, &pattern(1, 200_000)).unwrap();
+    pair.client.write(small, b"ping").unwrap();
+    assert_eq!(pair.client.poll_flushed(small).unwrap(), None, "not framed");
+    assert_eq!(pair.client.poll_flushed(bulk).unwrap(), None);
+    // Frame everything without handing any of it over.
+    let mut slices = [IoSlice::new(&[]); 64];
+    let n = pair.client.poll_transmit(&mut slices);
+    let queued: usize = slices[..n].iter().map(|s| s.len()).sum();
+    let base = pair.client.output_offset();
+    let small_end = pair.client.poll_flushed(small).unwrap().expect("framed");
+    let bulk_end = pair.client.poll_flushed(bulk).unwrap().expect("framed");
+    assert_eq!(
+        bulk_end,
+        base + queued as u64,
+        "the bulk stream's last frame is last"
+    );
+    // One bulk frame (32 KiB), then the small one: 8 + 32768 + 8 + 4.
+    assert_eq!(small_end, base + 8 + 32 * 1024 + 8 + 4);
+    assert!(small_end < bulk_end);
+    // A stream that has written nothing is flushed where it was opened.
+    let (idle, _) = pair.open_client_stream();
+    assert!(pair.client.poll_flushed(idle).unwrap().unwrap() <= pair.client.output_offset());
 }
