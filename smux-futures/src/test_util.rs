@@ -1,9 +1,14 @@
-//! An in-memory, bounded, full-duplex transport for tests and examples.
+//! In-memory transports for tests and examples.
 //!
 //! [`duplex`] returns two connected ends; what one writes the other reads. Each direction
 //! holds at most a fixed number of bytes (writes return `Pending` beyond it), and either end
 //! can be told to answer `Pending` to every read and write until released, to simulate a
 //! stalled network. Dropping an end closes it, as dropping a socket does.
+//!
+//! [`slow_link`] carries a fixed number of bytes per tick of a virtual clock each way, with
+//! bounded buffers at both ends: a slow path, where output queues up as it does on a real
+//! link. [`PendingFlush`] wraps a transport so that a flush after writes is `Pending` once,
+//! as a TLS stream's can be.
 
 use std::io;
 use std::pin::Pin;
@@ -12,6 +17,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
+
+mod slow;
+pub use slow::{slow_link, LinkClock, LinkEnd, PendingFlush};
 
 /// Bytes each direction buffers by default.
 pub const DEFAULT_CAPACITY: usize = 256 * 1024;
