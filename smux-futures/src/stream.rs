@@ -21,9 +21,11 @@ use crate::wakers::{Slot, Waiter};
 ///   data already received.
 /// - Writes return once the session accepted the data (bounded by
 ///   [`Config::max_stream_send_buffer`](smux_proto::Config::max_stream_send_buffer));
-///   `flush` returns once it is handed to the transport.
-/// - `close` is a half-close: it sends FIN after the data written and flushes; reading goes
-///   on until the peer's FIN.
+///   `flush` returns once this stream's data is written to the transport and a transport
+///   flush completed after it. It waits for this stream's bytes only: other streams that keep
+///   writing delay it by their turn in the round robin, not until they stop.
+/// - `close` is a half-close: it sends FIN after the data written and flushes (the same way);
+///   reading goes on until the peer's FIN.
 /// - Dropping the stream sends FIN (after any data still queued) and frees its buffers; data
 ///   that arrives for it afterwards is discarded.
 pub struct MuxStream<T: AsyncRead + AsyncWrite + Unpin> {
