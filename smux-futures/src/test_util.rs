@@ -8,7 +8,7 @@
 //! [`slow_link`] carries a fixed number of bytes per tick of a virtual clock each way, with
 //! bounded buffers at both ends: a slow path, where output queues up as it does on a real
 //! link. [`PendingFlush`] wraps a transport so that a flush after writes is `Pending` once,
-//! as a TLS stream's can be.
+//! or until a [`FlushGate`] is opened, as a TLS stream's can be.
 
 use std::io;
 use std::pin::Pin;
@@ -19,7 +19,7 @@ use bytes::{Buf, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
 
 mod slow;
-pub use slow::{slow_link, LinkClock, LinkEnd, PendingFlush};
+pub use slow::{slow_link, FlushGate, LinkClock, LinkEnd, PendingCount, PendingFlush};
 
 /// Bytes each direction buffers by default.
 pub const DEFAULT_CAPACITY: usize = 256 * 1024;

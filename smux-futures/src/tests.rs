@@ -1311,3 +1311,5 @@ fn poll_accept_keeps_the_latest_waker_only() {
         assert_eq!(server.parked_count(), 0);
     });
 }
+
+mod slow_link;

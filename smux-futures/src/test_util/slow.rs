@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -198,31 +199,99 @@ impl AsyncWrite for LinkEnd {
     }
 }
 
-/// A transport whose flush, after bytes were written, is `Pending` once (its task woken at
-/// once) and done on the next call: what a TLS stream, a `BufWriter` or a compressing
-/// transport does when it has more to push.
+/// A transport whose flush, after bytes were written, is not done at once: what a TLS
+/// stream, a `BufWriter` or a compressing transport does when it has more to push.
+///
+/// - [`PendingFlush::new`]: the flush is `Pending` once, its task woken at once, and done on
+///   the next call.
+/// - [`PendingFlush::gated`]: the flush is `Pending` (as often as it is polled) until the
+///   [`FlushGate`] is opened, which wakes the task that polled it last: the record the
+///   transport holds goes out when the socket under it takes it, which can be much later,
+///   with no other readiness meanwhile. A write closes the gate again.
 #[derive(Debug)]
 pub struct PendingFlush<T> {
     inner: T,
-    /// Bytes were written since the last flush that returned `Pending`.
+    /// Bytes were written since the last flush that was done (or, without a gate, that
+    /// returned `Pending`).
     owes_pending: bool,
     /// Flushes that returned `Pending`.
-    pendings: u64,
+    pendings: PendingCount,
+    gate: Option<FlushGate>,
+}
+
+/// How many flushes of a [`PendingFlush`] returned `Pending`, readable after the transport
+/// moved into a mux (a test checks that the path it means to exercise was taken).
+#[derive(Debug, Clone, Default)]
+pub struct PendingCount(Arc<AtomicU64>);
+
+impl PendingCount {
+    /// Flushes that returned `Pending` so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Lets the flushes of a [`PendingFlush::gated`] transport complete.
+#[derive(Debug, Clone, Default)]
+pub struct FlushGate(Arc<Mutex<Gate>>);
+
+#[derive(Debug, Default)]
+struct Gate {
+    open: bool,
+    /// The task whose flush is waiting.
+    flusher: Option<Waker>,
+}
+
+impl FlushGate {
+    /// Opens the gate: the flush waiting (if any) and the next ones are done, until the next
+    /// write. Wakes the task that polled the flush last.
+    pub fn open(&self) {
+        let flusher = {
+            let mut gate = crate::sync::lock(&self.0);
+            gate.open = true;
+            gate.flusher.take()
+        };
+        if let Some(w) = flusher {
+            w.wake();
+        }
+    }
+
+    /// Whether a flush is waiting for the gate.
+    pub fn is_waited_on(&self) -> bool {
+        crate::sync::lock(&self.0).flusher.is_some()
+    }
 }
 
 impl<T> PendingFlush<T> {
-    /// Wraps `inner`.
+    /// Wraps `inner`: a flush after writes is `Pending` once, its task woken at once.
     pub fn new(inner: T) -> Self {
         PendingFlush {
             inner,
             owes_pending: false,
-            pendings: 0,
+            pendings: PendingCount::default(),
+            gate: None,
         }
+    }
+
+    /// Wraps `inner`: a flush after writes is `Pending` until the gate returned is opened.
+    pub fn gated(inner: T) -> (Self, FlushGate) {
+        let gate = FlushGate::default();
+        let transport = PendingFlush {
+            gate: Some(gate.clone()),
+            ..PendingFlush::new(inner)
+        };
+        (transport, gate)
     }
 
     /// How many flushes returned `Pending` so far.
     pub fn pendings(&self) -> u64 {
-        self.pendings
+        self.pendings.get()
+    }
+
+    /// A handle on the count of [`pendings`](Self::pendings) that stays readable after the
+    /// transport is moved away.
+    pub fn pending_count(&self) -> PendingCount {
+        self.pendings.clone()
     }
 }
 
@@ -245,13 +314,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for PendingFlush<T> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.owes_pending = true;
+            if let Some(gate) = &self.gate {
+                crate::sync::lock(&gate.0).open = false;
+            }
         }
         polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if std::mem::take(&mut self.owes_pending) {
-            self.pendings += 1;
+        if self.owes_pending {
+            match &self.gate {
+                None => self.owes_pending = false,
+                Some(gate) => {
+                    let mut gate = crate::sync::lock(&gate.0);
+                    if gate.open {
+                        drop(gate);
+                        self.owes_pending = false;
+                        return Pin::new(&mut self.inner).poll_flush(cx);
+                    }
+                    gate.flusher = Some(cx.waker().clone());
+                    drop(gate);
+                    self.pendings.0.fetch_add(1, Ordering::SeqCst);
+                    return Poll::Pending;
+                }
+            }
+            self.pendings.0.fetch_add(1, Ordering::SeqCst);
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
