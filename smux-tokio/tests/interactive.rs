@@ -7,14 +7,20 @@
 //!   buffers on the way (a flush used to wait for the output of every stream, so beside bulk
 //!   writers it never finished);
 //! - the same, and a `shutdown()` after an upload, and `close()`, over TLS (tokio-rustls) on
-//!   real loopback TCP;
+//!   real loopback TCP, with the kernel's buffers as they are and with small ones (then the
+//!   socket is the bottleneck and the TLS stream holds records it could not write yet);
 //! - a read cancelled by a timeout on one stream while another task waits to read another
 //!   stream: the data for the second stream must reach it (the cancelled read held the "read
-//!   duty", and nothing else would drive the connection).
+//!   duty", and nothing else would drive the connection);
+//! - the request/response and upload of the TLS test, deterministically: over the slow link
+//!   behind a transport that buffers writes and flushes as a TLS stream does.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +28,7 @@ use futures::{SinkExt, StreamExt};
 use smux_futures::test_util::{slow_link, LinkClock, LinkEnd};
 use smux_test_support::payload;
 use smux_tokio::{Mux, MuxConfig, MuxStream, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -502,6 +508,16 @@ async fn over_tls_beside_bulk(version: Version) {
     over_tls(version, None).await
 }
 
+/// The sockets' kernel buffers of `over_tls_small_buffers_beside_bulk`, each way, each end.
+const KERNEL_BUFFER: u32 = 16 * 1024;
+
+/// With small kernel buffers the connection, not the bulk writer, is the bottleneck, so the
+/// mux always has output waiting (as over a real network), and the TLS stream holds records
+/// the socket did not take yet (its flush is `Pending` until it took them all).
+async fn over_tls_small_buffers_beside_bulk(version: Version) {
+    over_tls(version, Some(KERNEL_BUFFER)).await
+}
+
 async fn over_tls(version: Version, kernel_buffer: Option<u32>) {
     let (client_io, server_io) = tls::pair(kernel_buffer).await;
     let client = Mux::client(client_io, config(version)).unwrap();
@@ -572,6 +588,7 @@ macro_rules! real_time_tests {
 }
 
 real_time_tests!(over_tls_beside_bulk);
+real_time_tests!(over_tls_small_buffers_beside_bulk);
 
 // ------------------------------------------------------------------------------------------------
 // 1d. A cancelled read strands no other reader
@@ -658,3 +675,127 @@ async fn cancelled_read_strands_no_reader(version: Version) {
 }
 
 real_time_tests!(cancelled_read_strands_no_reader);
+
+// ------------------------------------------------------------------------------------------------
+// 1e. The slow link behind a transport that buffers as TLS does
+
+/// What [`Buffering`] holds at most (rustls' default limit on unsent TLS data).
+const TLS_BUFFER: usize = 64 * 1024;
+
+/// A transport that takes writes into a buffer of its own while the connection is full, up to
+/// `TLS_BUFFER` bytes, and whose flush is done only once that buffer has gone out: what a TLS
+/// stream does (tokio-rustls's `poll_write` returns `Ready(n)` when rustls took the bytes,
+/// whether or not the socket took the records; its `poll_flush` is `Pending` until the socket
+/// took every record).
+struct Buffering<T> {
+    inner: T,
+    buf: Vec<u8>,
+}
+
+impl<T: AsyncWrite + Unpin> Buffering<T> {
+    fn new(inner: T) -> Self {
+        Buffering {
+            inner,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes the buffer to the inner transport: `Ready` once it is empty, `Pending` (the
+    /// inner transport wakes the task) while the inner transport is full.
+    fn push(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.buf.is_empty() {
+            match ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => drop(self.buf.drain(..n)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Buffering<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Buffering<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if let Poll::Ready(Err(e)) = self.push(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let n = (TLS_BUFFER - self.buf.len()).min(data.len());
+        if n == 0 {
+            // Full, and `push` found the inner transport full: it wakes us.
+            return Poll::Pending;
+        }
+        self.buf.extend_from_slice(&data[..n]);
+        if let Poll::Ready(Err(e)) = self.push(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.push(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.push(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Uploaded before the `shutdown()` of 1e.
+const SMALL_UPLOAD: usize = 256 * 1024;
+
+/// 1a and the upload of 1c, deterministically: beside one bulk stream, over the slow link
+/// behind `Buffering`. The bounds are 1a's with the transport's buffer added each way.
+async fn buffering_beside_bulk(version: Version) {
+    let slow = Slow::with(version, 1, Buffering::new).await;
+    let extra = 2 * 2 * TLS_BUFFER.div_ceil(RATE) as u64;
+    let bound = round_trip_ticks(slow.up, slow.down, MESSAGE_MAX, MESSAGE_MAX) + extra;
+    let mut framed = framed(&slow.client).await;
+    let mark = slow.mark();
+    let what = format!("{version:?}, behind a buffering transport");
+    slow.exchanges(&mut framed, bound, &what).await;
+    slow.assert_bulk_kept_going(mark);
+
+    // The upload, then shutdown(): its bytes, one frame of the bulk stream per frame of it,
+    // and the count coming back.
+    let bound = round_trip_ticks(slow.up, slow.down, SMALL_UPLOAD, 8) + extra;
+    let data = payload(8, SMALL_UPLOAD);
+    let upload = async {
+        let mut upload = open(&slow.client, Role::Count).await;
+        upload.write_all(&data).await.unwrap();
+        upload.shutdown().await.unwrap();
+        let mut count = [0; 8];
+        upload.read_exact(&mut count).await.unwrap();
+        u64::from_le_bytes(count)
+    };
+    let what = format!("{what}: the upload and its shutdown");
+    let (count, _) = slow.within(bound, &what, upload).await;
+    assert_eq!(count, SMALL_UPLOAD as u64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn buffering_beside_bulk_v1() {
+    buffering_beside_bulk(Version::V1).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn buffering_beside_bulk_v2() {
+    buffering_beside_bulk(Version::V2).await
+}
