@@ -14,8 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -24,7 +23,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{advance_chunks, Error, Event, Session, StreamId, DIRECT_FRAMES};
 
 use crate::recycle::Recycler;
-use crate::sync::lock;
+use crate::sync::{lock, AtomicBool, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{Sleep, Timer};
 use crate::wakers::{Duty, Slot, Waiter, Wakers};
 

@@ -32,12 +32,12 @@
 //! (`accept`, `drive`, `close`) holds and that removes its entry when the future is dropped,
 //! so the set is bounded by the futures alive, not by the futures ever polled.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Wake, Waker};
 
 use smux_proto::StreamId;
+
+use crate::sync::{AtomicBool, HashMap, HashSet, Mutex, MutexGuard, Ordering};
 
 /// What a parked task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,11 +85,11 @@ struct Parked {
 impl Default for Parked {
     fn default() -> Self {
         Parked {
-            streams: HashMap::new(),
-            connection: HashMap::new(),
-            io: HashMap::new(),
+            streams: HashMap::default(),
+            connection: HashMap::default(),
+            io: HashMap::default(),
             next_key: POLL_ACCEPT + 1,
-            drivers: HashSet::new(),
+            drivers: HashSet::default(),
             last_driver: None,
             on_duty: [None; 2],
             deputy: None,
@@ -252,7 +252,7 @@ pub(crate) struct Wakers {
 }
 
 impl Wakers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Parked> {
+    fn lock(&self) -> MutexGuard<'_, Parked> {
         crate::sync::lock(&self.parked)
     }
 
@@ -485,7 +485,7 @@ impl Wake for Duty {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
