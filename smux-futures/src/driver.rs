@@ -23,7 +23,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use smux_proto::{advance_chunks, Error, Event, Session, StreamId, DIRECT_FRAMES};
 
 use crate::recycle::Recycler;
-use crate::sync::{lock, AtomicBool, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{Sleep, Timer};
 use crate::wakers::{Duty, Slot, Waiter, Wakers};
 
@@ -52,7 +52,7 @@ impl Core {
 /// The session and what goes with it; guarded by the short lock.
 pub(crate) struct Core {
     pub(crate) session: Session,
-    timer: Box<dyn Timer>,
+    timer: Arc<dyn Timer>,
     sleep: Option<(Instant, Sleep)>,
     /// Input stopped because the session did not want it (`Session::input_pause`: the v1
     /// receive budget used up, the accept backlog full, ...): frames may be left in the
@@ -68,6 +68,9 @@ pub(crate) struct Core {
     /// not yet written and flushed: no session event will wake them; the drive that gets
     /// `flushed` past their end does. One entry per stream.
     flush_waiters: Vec<(StreamId, u64)>,
+    /// The smallest end in `flush_waiters` (`u64::MAX`: none), shared with the driver's
+    /// output loop, which reads it without this lock.
+    flush_barrier: Arc<AtomicU64>,
     /// The transport was closed (after the session ended).
     transport_closed: bool,
 }
@@ -112,6 +115,7 @@ impl Core {
             Some(entry) => entry.1 = end,
             None => self.flush_waiters.push((id, end)),
         }
+        self.flush_barrier.fetch_min(end, Ordering::SeqCst);
     }
 
     /// Whether the session ended with an error (not by closing): what was still to be
@@ -188,6 +192,8 @@ pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     /// Set by a task that wanted to drive while another held the I/O: the holder goes round
     /// once more before it lets go.
     again: AtomicBool,
+    /// `Core::flush_barrier`: the output offset a flush waits for, if any.
+    flush_barrier: Arc<AtomicU64>,
     wakers: Arc<Wakers>,
     /// Wakes the holder of the read duty; given to the transport and the timer.
     duty: Waker,
@@ -204,8 +210,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         // Receive blocks set aside while their frames are unread: as many as a full receive
         // budget of unread frames can pin.
         let read_spare = session.config().max_receive_buffer / READ_BLOCK + 2;
-        let wakers = Arc::new(Wakers::default());
+        let timer: Arc<dyn Timer> = Arc::from(timer);
+        let wakers = Wakers::new(timer.clone());
         let duty = Waker::from(Arc::new(Duty(wakers.clone())));
+        let flush_barrier = Arc::new(AtomicU64::new(u64::MAX));
         #[cfg(feature = "tracing")]
         let span = session.span().clone();
         Driver {
@@ -219,6 +227,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 out_idle: true,
                 flushed: 0,
                 flush_waiters: Vec::new(),
+                flush_barrier: flush_barrier.clone(),
                 transport_closed: false,
             }),
             io: Mutex::new(Io {
@@ -233,6 +242,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 closed: false,
             }),
             again: AtomicBool::new(false),
+            flush_barrier,
             wakers,
             duty,
             #[cfg(test)]
@@ -301,6 +311,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 // the holder of the read duty (this task, the last to park, if nobody is in
                 // `drive()`).
                 Err(true) if self.wakers.input_watched() => return Poll::Pending,
+                // The same while another task is in a drive turn that served every readiness
+                // so far (no task woken for the duty is still to drive): that turn reads the
+                // transport until it is watched again, or hands the duty on. So a deputy
+                // woken beside a live holder (see `wakers.rs`) costs the holder no extra turn.
+                Err(true) if !self.wakers.duty_pending() && self.io.try_lock().is_err() => {
+                    return Poll::Pending
+                }
                 Err(_) => {
                     if !self.drive(Some((waiter, cx.waker()))) {
                         return Poll::Pending;
@@ -478,6 +495,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             let done = core.failed() || io.closed;
             let flushed = core.flushed;
             let mut i = 0;
+            let mut barrier = u64::MAX;
             while i < core.flush_waiters.len() {
                 let (id, end) = core.flush_waiters[i];
                 if done || end <= flushed {
@@ -485,9 +503,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     self.wakers.take(Slot::Write(id), me, wake);
                     progress = true;
                 } else {
+                    barrier = barrier.min(end);
                     i += 1;
                 }
             }
+            core.flush_barrier.store(barrier, Ordering::SeqCst);
         }
         progress
     }
@@ -510,6 +530,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         // this one writes asks for another turn (`again`), so it is not missed.
         let mut more = !session_polled;
         loop {
+            let barrier = self.flush_barrier.load(Ordering::SeqCst);
+            if io.needs_flush && io.flushed < barrier && barrier <= io.written {
+                // A stream's flush waits for bytes written already: flush them before writing
+                // more. A transport that buffers (TLS) is done flushing only once its buffer
+                // is empty, which more writes behind a busy stream's would never let happen.
+                match Pin::new(&mut io.transport).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        io.needs_flush = false;
+                        io.flushed = io.written;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        io.out.clear();
+                        self.core().session.handle_transport_error(e);
+                        return true;
+                    }
+                    Poll::Pending => return progress,
+                }
+            }
             if io.out.is_empty() {
                 if !more {
                     break;

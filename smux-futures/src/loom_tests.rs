@@ -19,10 +19,6 @@
 //! - flush waiters: a flush completed by another thread's drive, or by the transport after a
 //!   `Pending` flush, wakes the task that waits for it;
 //! - a stream dropped (its drop drives) while another thread is in the middle of a drive.
-//!
-//! Three checks are ignored: they find a lost wake-up that is not fixed yet (a holder of the
-//! read duty that went away unseen is left alone on duty when its deputy is seen to go; see
-//! "Model checking" in ARCHITECTURE.md). `scripts/loom.sh --include-ignored` runs them.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -105,7 +101,6 @@ fn reader(id: u32) -> Waiter {
 /// parked last and went away unseen (a bare poll): the transport's readiness, whenever it
 /// comes, ends with the live task woken (nobody else is left to drive).
 #[test]
-#[ignore = "finds a lost wake-up: Parked::gone in wakers.rs leaves a holder gone unseen alone on duty when its deputy goes (ARCHITECTURE.md, Model checking)"]
 fn the_read_duty_reaches_the_live_task_when_the_others_go() {
     check(EXHAUSTIVE, || {
         let wakers = Arc::new(Wakers::default());
@@ -182,7 +177,6 @@ fn a_task_that_parks_during_the_hand_off_is_woken_or_drives() {
 /// holder gone unseen and its deputy, which is then cancelled: either the drive read the
 /// transport after the readiness (it served it), or the live task is woken.
 #[test]
-#[ignore = "finds a lost wake-up: Parked::gone in wakers.rs leaves a holder gone unseen alone on duty when its deputy goes (ARCHITECTURE.md, Model checking)"]
 fn a_drive_racing_with_the_hand_off_serves_the_readiness_or_it_reaches_a_live_task() {
     check(EXHAUSTIVE, || {
         let wakers = Arc::new(Wakers::default());
@@ -463,7 +457,6 @@ fn cancelled_waits_pass_the_read_duty_on() {
 /// stream kept); a registered `accept` future woken as its deputy is dropped: the duty must
 /// still reach the reader that waits.
 #[test]
-#[ignore = "finds a lost wake-up: Parked::gone in wakers.rs leaves a holder gone unseen alone on duty when its deputy goes (ARCHITECTURE.md, Model checking)"]
 fn a_holder_gone_unseen_is_covered_when_its_deputy_goes() {
     check(DEEP, || {
         let (mux, streams, peer) = connection(2, false);

@@ -22,8 +22,11 @@
 //! holder is not woken alone: a *deputy* is woken with it, a waiter that cannot have gone
 //! unseen if there is one (a registered future: `accept`, `Incoming`), any other parked task
 //! otherwise. So a cancelled read is never the only task woken, and the tasks woken that
-//! way and gone leave the set (they do not come back to it). The duty also passes on when
-//! the transport or the timer wakes again before anybody on duty drove.
+//! way and gone leave the set (they do not come back to it). When a task on duty is seen to
+//! go, the duty passes on: to a new holder if nobody on duty is left, to a new deputy if the
+//! one left is not registered (so a holder gone unseen is not left alone when its deputy
+//! goes). The duty also passes on when the transport or the timer wakes again before anybody
+//! on duty drove.
 //!
 //! Memory: every entry is keyed by *who* waits, not by the waker it was polled with, so a
 //! blocked task costs one entry however often it is polled and whatever waker it brings (a
@@ -32,12 +35,14 @@
 //! (`accept`, `drive`, `close`) holds and that removes its entry when the future is dropped,
 //! so the set is bounded by the futures alive, not by the futures ever polled.
 
-use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
 
 use smux_proto::StreamId;
 
 use crate::sync::{AtomicBool, HashMap, HashSet, Mutex, MutexGuard, Ordering};
+use crate::timer::{Sleep, Timer};
 
 /// What a parked task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,40 +199,68 @@ impl Parked {
     /// Hands the read duty to a parked task, with a deputy when that task may have gone
     /// away unseen; returns the wakers, to wake outside the lock.
     fn hand_duty(&mut self) -> Handoff {
-        self.on_duty = [None; 2];
-        let Some((holder, waker)) = self.take_duty_holder() else {
-            return [None, None];
-        };
-        self.on_duty[0] = Some(holder);
-        if is_registered(holder) {
-            return [Some(waker), None];
-        }
-        let deputy = self.take_deputy().map(|(deputy, w)| {
-            self.on_duty[1] = Some(deputy);
-            self.deputy = Some(deputy);
-            w
-        });
-        [Some(waker), deputy]
+        let ([holder, _], unsure) = self.hand_duty_alone();
+        [holder, if unsure { self.add_deputy() } else { None }]
     }
 
-    /// `waiter` will never poll again (its stream or its future was dropped): it is no longer
-    /// the last driver, and if it was woken for the read duty and nobody else on duty is
-    /// left, the duty passes on (the wakers to wake are returned).
-    fn gone(&mut self, waiter: Waiter) -> Handoff {
-        if self.last_driver == Some(waiter) {
+    /// Hands the read duty to a parked task, alone. Also says whether that task may have
+    /// gone away unseen while others wait (a deputy or a watchdog must then back it).
+    fn hand_duty_alone(&mut self) -> (Handoff, bool) {
+        self.on_duty = [None; 2];
+        let Some((holder, waker)) = self.take_duty_holder() else {
+            return ([None, None], false);
+        };
+        self.on_duty[0] = Some(holder);
+        let unsure = !is_registered(holder) && !self.is_empty();
+        ([Some(waker), None], unsure)
+    }
+
+    /// Wakes a deputy beside the holder on duty (see the module doc).
+    fn add_deputy(&mut self) -> Option<Waker> {
+        let (deputy, waker) = self.take_deputy()?;
+        self.on_duty[1] = Some(deputy);
+        self.deputy = Some(deputy);
+        Some(waker)
+    }
+
+    /// Whether no task is parked (waiting for its slot or for the connection).
+    fn is_empty(&self) -> bool {
+        self.streams.is_empty() && self.connection.is_empty()
+    }
+
+    /// `waiters` will never poll again (their stream or their future was dropped): they are no
+    /// longer the last driver, and if one of them was woken for the read duty, the duty passes
+    /// on (the wakers to wake are returned): to a new holder when nobody on duty is left, to a
+    /// new deputy when the one left may have gone unseen (it is not registered). A holder that
+    /// went away unseen is never left alone on duty while another task is parked: its deputy
+    /// going does not leave the readiness to it. (With nobody parked, the duty stays with it;
+    /// a task that parks later drives, the transport being unwatched since the readiness.)
+    fn gone(&mut self, waiters: &[Waiter]) -> Handoff {
+        if self.last_driver.is_some_and(|w| waiters.contains(&w)) {
             self.last_driver = None;
         }
         let mut was_on_duty = false;
         for slot in &mut self.on_duty {
-            if *slot == Some(waiter) {
+            if slot.is_some_and(|w| waiters.contains(&w)) {
                 *slot = None;
                 was_on_duty = true;
             }
         }
-        if was_on_duty && self.on_duty.iter().all(Option::is_none) {
-            return self.hand_duty();
+        if !was_on_duty {
+            return [None, None];
         }
-        [None, None]
+        match self.on_duty {
+            [None, None] => self.hand_duty(),
+            [Some(left), None] | [None, Some(left)] if !is_registered(left) => {
+                let Some((deputy, waker)) = self.take_deputy() else {
+                    return [None, None];
+                };
+                self.on_duty = [Some(left), Some(deputy)];
+                self.deputy = Some(deputy);
+                [Some(waker), None]
+            }
+            _ => [None, None],
+        }
     }
 }
 
@@ -239,19 +272,116 @@ fn is_registered(waiter: Waiter) -> bool {
     matches!(waiter, Waiter::Connection(key) if key != POLL_ACCEPT)
 }
 
+/// How long a task woken for the read duty has to start driving before a watchdog hands the
+/// duty on (when that task's going away could not be seen and others wait).
+pub(crate) const DUTY_GRACE: Duration = Duration::from_millis(10);
+
 /// The set of parked tasks, shared with the duty waker. Its lock is separate from the
 /// session's, so a transport that wakes inline while the session is locked cannot deadlock.
 #[derive(Debug, Default)]
 pub(crate) struct Wakers {
     parked: Mutex<Parked>,
+    /// With a timer that sleeps: backs a hand-off of the duty to a task that may have gone
+    /// away unseen, instead of a deputy (see the module doc).
+    watchdog: Option<Watchdog>,
     /// The transport's last read returned `Pending` (so it holds the duty waker) and no
     /// readiness came since: a task that parks need not drive to be woken for input.
     input_watched: AtomicBool,
-    /// A task was woken for the read duty and nobody has driven since.
+    /// The transport or the timer became ready (a task may have been woken for it) and no
+    /// drive has started since.
     duty_pending: AtomicBool,
 }
 
+/// A sleep that hands the read duty on if nobody has driven by its deadline.
+struct Watchdog {
+    timer: Arc<dyn Timer>,
+    /// The wakers it belongs to (a weak reference: the armed sleep holds its waker).
+    wakers: Weak<Wakers>,
+    /// The sleep armed last (fired or not).
+    sleep: std::sync::Mutex<Option<Sleep>>,
+    /// A sleep is armed and has not fired.
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("armed", &self.armed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watchdog {
+    /// Arms the sleep unless it is armed already (an earlier deadline is as good: the duty is
+    /// looked at when it fires, whichever hand-off it was armed for). Returns whether a sleep
+    /// is armed: a timer may not sleep in every context.
+    fn arm(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.armed.swap(true, SeqCst) {
+            return true;
+        }
+        let deadline = self.timer.now() + DUTY_GRACE;
+        let Some(mut sleep) = self.timer.sleep_until(deadline) else {
+            self.armed.store(false, SeqCst);
+            return false;
+        };
+        let waker = Waker::from(Arc::new(WatchdogFired(self.wakers.clone())));
+        if sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            self.armed.store(false, SeqCst);
+            return false;
+        }
+        // The sleep replaced (fired, or armed for an earlier deadline) is dropped after the
+        // lock is released.
+        let replaced = self
+            .sleep
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(sleep);
+        drop(replaced);
+        true
+    }
+}
+
+/// The waker of the watchdog's sleep.
+struct WatchdogFired(Weak<Wakers>);
+
+impl Wake for WatchdogFired {
+    fn wake(self: Arc<Self>) {
+        let Some(wakers) = self.0.upgrade() else {
+            return;
+        };
+        if let Some(watchdog) = &wakers.watchdog {
+            watchdog
+                .armed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        // Nobody drove since the hand-off (or a later readiness): hand it on.
+        if wakers.duty_pending() {
+            wakers.wake_duty();
+        }
+    }
+}
+
 impl Wakers {
+    /// The wakers of a mux with `timer`: a watchdog backs the read duty if the timer sleeps,
+    /// a deputy otherwise (see the module doc).
+    pub(crate) fn new(timer: Arc<dyn Timer>) -> Arc<Wakers> {
+        let sleeps = timer.can_sleep();
+        Arc::new_cyclic(|me| Wakers {
+            watchdog: sleeps.then(|| Watchdog {
+                timer,
+                wakers: me.clone(),
+                sleep: std::sync::Mutex::new(None),
+                armed: std::sync::atomic::AtomicBool::new(false),
+            }),
+            ..Wakers::default()
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Parked> {
         crate::sync::lock(&self.parked)
     }
@@ -290,7 +420,7 @@ impl Wakers {
         parked.connection.remove(&key);
         parked.io.remove(&waiter);
         parked.drivers.remove(&key);
-        let handoff = parked.gone(waiter);
+        let handoff = parked.gone(&[waiter]);
         drop(parked);
         self.wake_handoff(handoff);
     }
@@ -311,7 +441,7 @@ impl Wakers {
         if !parked.io.is_empty() {
             parked.io.remove(&waiter);
         }
-        let handoff = parked.gone(waiter);
+        let handoff = parked.gone(&[waiter]);
         drop(parked);
         self.wake_handoff(handoff);
     }
@@ -367,19 +497,17 @@ impl Wakers {
     /// its reader or writer left (nobody polls for it any more).
     pub(crate) fn forget_stream(&self, id: StreamId) {
         let mut parked = self.lock();
-        let mut handoff = [None, None];
-        for slot in [Slot::Read(id), Slot::Write(id)] {
+        let slots = [Slot::Read(id), Slot::Write(id)];
+        for slot in slots {
             if !parked.streams.is_empty() {
                 parked.streams.remove(&slot);
             }
             if !parked.io.is_empty() {
                 parked.io.remove(&Waiter::Stream(slot));
             }
-            let [a, b] = parked.gone(Waiter::Stream(slot));
-            if a.is_some() {
-                handoff = [a, b];
-            }
         }
+        // Both out of the set before the duty passes on, so neither is handed it.
+        let handoff = parked.gone(&slots.map(Waiter::Stream));
         drop(parked);
         self.wake_handoff(handoff);
     }
@@ -391,7 +519,7 @@ impl Wakers {
         }
     }
 
-    /// Whether a task was woken for the read duty and nobody has driven since.
+    /// Whether the transport or the timer became ready and no drive has started since.
     pub(crate) fn duty_pending(&self) -> bool {
         self.duty_pending.load(Ordering::SeqCst)
     }
@@ -408,10 +536,25 @@ impl Wakers {
 
     /// The transport or the timer is ready: wakes the holder of the read duty. A task woken
     /// for it before that has not driven since: the duty passes to another parked task.
+    ///
+    /// A holder that may have gone away unseen while others wait is backed by the watchdog
+    /// (it hands the duty on after [`DUTY_GRACE`] if nobody drove), or, without a timer that
+    /// sleeps here, by a deputy woken at once.
     pub(crate) fn wake_duty(&self) {
         self.input_watched.store(false, Ordering::SeqCst);
-        let handoff = self.lock().hand_duty();
+        // Unserved until a drive starts, even if nobody is parked to be woken for it.
+        self.duty_pending.store(true, Ordering::SeqCst);
+        let Some(watchdog) = &self.watchdog else {
+            let handoff = self.lock().hand_duty();
+            self.wake_handoff(handoff);
+            return;
+        };
+        let (handoff, unsure) = self.lock().hand_duty_alone();
         self.wake_handoff(handoff);
+        if unsure && !watchdog.arm() {
+            let deputy = self.lock().add_deputy();
+            self.wake_handoff([deputy, None]);
+        }
     }
 
     /// Parks the current task until the task driving the connection is done.
@@ -619,7 +762,10 @@ mod tests {
             wakers.duty_served();
         }
         wakers.wake_duty();
-        assert!(!wakers.duty_pending());
+        assert!(
+            wakers.duty_pending(),
+            "the readiness stays unserved: the next operation drives"
+        );
     }
 
     /// A task woken for the duty that does not drive before the next readiness (it moved on)
@@ -638,14 +784,15 @@ mod tests {
         // Neither drives; the timer fires: two others get the duty.
         wakers.wake_duty();
         assert_eq!(total(&counts), 4);
-        // Both holders of the duty are seen to go before they drive: it passes at once,
-        // after the second only.
+        // Both holders of the duty are seen to go before they drive: after the first, the one
+        // left (which may have gone unseen) gets a new deputy; after the second, that deputy
+        // gets one.
         let on_duty: Vec<Waiter> = wakers.lock().on_duty.iter().flatten().copied().collect();
         assert_eq!(on_duty.len(), 2);
         wakers.cancel(on_duty[0]);
-        assert_eq!(total(&counts), 4, "the other one is still on duty");
+        assert_eq!(total(&counts), 5, "the one left on duty gets a new deputy");
         wakers.cancel(on_duty[1]);
-        assert_eq!(total(&counts), 6, "passed on to the last two");
+        assert_eq!(total(&counts), 6, "and its deputy a new one");
         wakers.duty_served();
         assert!(!wakers.duty_pending());
         for (_, waiter) in &all {
@@ -663,5 +810,28 @@ mod tests {
         assert_eq!(woken(&[&a, &r]), [0, 1]);
         drop(registration);
         assert_eq!(woken(&[&a, &r]), [1, 1]);
+    }
+
+    /// Found by the loom model (`loom_tests.rs`): a holder that went away unseen (a bare poll
+    /// whose caller moved on) is woken with a deputy; when the deputy is seen to go (here a
+    /// dropped `accept` future), the holder must not be left alone on duty, or the readiness
+    /// is lost and a reader that waits is never woken.
+    #[test]
+    fn a_holder_gone_unseen_gets_a_new_deputy_when_its_deputy_goes() {
+        let wakers = Wakers::default();
+        let (live, _) = parked_on(&wakers, 1);
+        let accept = wakers.register();
+        let (a, w) = counting();
+        wakers.park_waiter(accept.waiter(), &w);
+        // Parks last (the holder of choice) and goes away unseen.
+        let (unseen, _) = parked_on(&wakers, 5);
+        wakers.wake_duty();
+        assert_eq!(
+            woken(&[&live, &a, &unseen]),
+            [0, 1, 1],
+            "deputy: the accept"
+        );
+        drop(accept);
+        assert_eq!(woken(&[&live]), [1], "the reader is the new deputy");
     }
 }

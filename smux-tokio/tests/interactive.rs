@@ -799,3 +799,69 @@ async fn buffering_beside_bulk_v1() {
 async fn buffering_beside_bulk_v2() {
     buffering_beside_bulk(Version::V2).await
 }
+
+// ------------------------------------------------------------------------------------------------
+// Several reads cancelled unseen
+
+/// Four tasks' reads are cancelled by `timeout` while parked (the mux cannot see it: the
+/// future dropped is tokio's `read`, not ours), and the tasks live on without polling the mux
+/// again; another task waits to read stream B. Then the peer writes to B. The last cancelled
+/// read holds the read duty (the last to park), and a single deputy would most often be
+/// another cancelled one: B must get its data anyway, through the watchdog that hands the
+/// duty on when nobody drives within `DUTY_GRACE` (10 ms), once per task gone. Keepalive is
+/// off, so nothing else would wake anybody. Paused tokio time: the bound (100 ms of virtual
+/// time, for up to five hand-offs) is arithmetic, not a wall-clock guess.
+#[tokio::test(start_paused = true)]
+async fn reads_cancelled_unseen_strand_no_reader() {
+    for version in [Version::V1, Version::V2] {
+        for round in 0..20 {
+            let config = MuxConfig::default()
+                .with_version(version)
+                .with_keep_alive_disabled(true);
+            let (a, b) = tokio::io::duplex(256 * 1024);
+            let client = Mux::client(a, config.clone()).unwrap();
+            let server = Mux::server(b, config).unwrap();
+            let mut streams = Vec::new();
+            for _ in 0..5 {
+                let mut s = client.connect().await.unwrap();
+                s.write_all(b"!").await.unwrap();
+                s.flush().await.unwrap();
+                let mut t = server.accept().await.unwrap();
+                let mut one = [0u8; 1];
+                t.read_exact(&mut one).await.unwrap();
+                streams.push((s, t));
+            }
+            let (mut sb, tb) = streams.remove(0);
+            let (tx, got) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let mut tb = tb;
+                let mut buf = [0u8; 16];
+                let n = tb.read(&mut buf).await.unwrap();
+                let _ = tx.send(buf[..n].to_vec());
+            });
+            let mut keep = Vec::new();
+            for (s, t) in streams {
+                keep.push(s);
+                tokio::spawn(async move {
+                    let mut t = t;
+                    let mut buf = [0u8; 16];
+                    let cancelled = timeout(Duration::from_millis(5), t.read(&mut buf)).await;
+                    assert!(cancelled.is_err(), "nothing was sent on this stream");
+                    // Alive, holding the stream, never polling the mux again.
+                    std::future::pending::<()>().await;
+                });
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sb.write_all(b"for B").await.unwrap();
+            sb.flush().await.unwrap();
+            let got = timeout(Duration::from_millis(100), got).await;
+            assert_eq!(
+                got.ok().and_then(Result::ok).as_deref(),
+                Some(&b"for B"[..]),
+                "{version:?} round {round}: B's reader was never woken"
+            );
+            drop(keep);
+        }
+    }
+}
