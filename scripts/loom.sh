@@ -6,7 +6,7 @@
 # `--cfg loom` rebuilds every crate, so the build has a target directory of its own.
 # LOOM_MAX_PREEMPTIONS=N sets every check's bound (deeper is much slower; the checks set
 # their own otherwise). Arguments go to the test harness: test name filters (default: all
-# the checks), `--include-ignored` (the checks that find the open lost wake-up), ...
+# the checks), `--nocapture`, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

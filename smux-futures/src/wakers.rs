@@ -18,11 +18,21 @@
 //! timeout or a `select!`) after it parked. Where that is seen, the duty passes on at once:
 //! when a stream, an owned half, a registration or the future of `read_chunk` /
 //! `write_chunk` is dropped. Where it cannot be seen (a bare `poll_read`, `poll_write`,
-//! `poll_flush`, `poll_close` or `Mux::poll_accept`: the caller's future is not ours), the
-//! holder is not woken alone: a *deputy* is woken with it, a waiter that cannot have gone
-//! unseen if there is one (a registered future: `accept`, `Incoming`), any other parked task
-//! otherwise. So a cancelled read is never the only task woken, and the tasks woken that
-//! way and gone leave the set (they do not come back to it). When a task on duty is seen to
+//! `poll_flush`, `poll_close` or `Mux::poll_accept`: the caller's future is not ours) and
+//! other tasks wait, the holder is not left alone with the duty:
+//! - on a mux whose timer sleeps (every runtime adapter's), a *watchdog* sleep is armed: if
+//!   nobody has started a drive [`DUTY_GRACE`] after the hand-off, the duty passes to another
+//!   parked task, and so on until one drives; a task gone unseen costs the others at most that
+//!   long, and a live holder costs one timer entry per `DUTY_GRACE` at most (a watchdog that
+//!   is armed is not armed again);
+//! - without one (`NoTimer`, or a timer that cannot sleep where the readiness is reported),
+//!   a *deputy* is woken with the holder: a waiter that cannot have gone unseen if there is
+//!   one (a registered future: `accept`, `Incoming`), any other parked task otherwise. So a
+//!   cancelled read is never the only task woken (two cancelled reads can be, there: the
+//!   watchdog is what bounds every case).
+//!
+//! Tasks woken this way that have gone leave the set (they do not come back to it). When a
+//! task on duty is seen to
 //! go, the duty passes on: to a new holder if nobody on duty is left, to a new deputy if the
 //! one left is not registered (so a holder gone unseen is not left alone when its deputy
 //! goes). The duty also passes on when the transport or the timer wakes again before anybody
