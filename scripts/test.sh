@@ -17,6 +17,9 @@ echo "== unit, integration and doc tests"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+echo "== model checks of the driver's locks and wake-ups (loom; see ARCHITECTURE.md)"
+bash scripts/loom.sh
+
 echo "== optional features: tracing has its own test, and is not compiled in by default"
 cargo test -p smux-tokio --features tracing --test tracing
 if cargo tree -p smux-tokio -p smux-smol -e normal --prefix none | grep -q '^tracing '; then
