@@ -80,6 +80,8 @@ struct Steps {
     /// The steps done: name, ticks taken, bound.
     took: RefCell<Vec<(&'static str, u64, u64)>>,
     finished: Cell<bool>,
+    /// Whether the round trips flush their requests (the rest of the script always does).
+    flushes: bool,
 }
 
 impl Steps {
@@ -91,6 +93,15 @@ impl Steps {
         let (name, started, bound) = self.current.take().expect("a step under way");
         let took = self.clock.now() - started;
         self.took.borrow_mut().push((name, took, bound));
+    }
+
+    /// The time taken by all the steps called `name`.
+    fn total(&self, name: &str) -> u64 {
+        let took = self.took.borrow();
+        took.iter()
+            .filter(|(n, ..)| *n == name)
+            .map(|(_, t, _)| *t)
+            .sum()
     }
 
     /// The longest time taken by steps called `name`.
@@ -162,7 +173,9 @@ async fn interactive<T: AsyncRead + AsyncWrite + Unpin + Send>(
     for k in 0..ROUND_TRIPS {
         steps.begin("round trip", delivery_bound(bulk));
         s.write_all(&[k]).await.unwrap();
-        s.flush().await.unwrap();
+        if steps.flushes {
+            s.flush().await.unwrap();
+        }
         s.read_exact(&mut byte).await.unwrap();
         assert_eq!(byte, [k]);
         steps.end();
@@ -181,6 +194,20 @@ async fn interactive<T: AsyncRead + AsyncWrite + Unpin + Send>(
 /// interactive one. Every step of [`interactive`] must be done within its bound, while the
 /// bulk writers keep the link full.
 fn interactive_beside_bulk<T>(version: Version, bulk: usize, wrap: fn(LinkEnd) -> T)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    interactive_script(version, bulk, wrap, true);
+}
+
+/// [`interactive_beside_bulk`], its round trips flushing their requests or not; returns the
+/// ticks all the round trips took.
+fn interactive_script<T>(
+    version: Version,
+    bulk: usize,
+    wrap: fn(LinkEnd) -> T,
+    flushes: bool,
+) -> u64
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -230,6 +257,7 @@ where
             current: Cell::new(None),
             took: RefCell::new(Vec::new()),
             finished: Cell::new(false),
+            flushes,
         });
         spawner
             .spawn_local(interactive(s, steps.clone(), eof_rx, bulk))
@@ -275,7 +303,35 @@ where
         );
         drop(pool);
         drop(client);
-    });
+        steps.total("round trip")
+    })
+}
+
+/// A flush costs a request/response exchange nothing beside bulk streams: the round trips
+/// that flush each request take as long (within a tick per ten round trips) as the same
+/// round trips that do not (whose requests go out as soon as the driver gets to them).
+fn flushes_cost_round_trips_nothing(version: Version) {
+    for bulk in [1, 8] {
+        let with = interactive_script(version, bulk, plain, true);
+        let without = interactive_script(version, bulk, plain, false);
+        println!(
+            "{version:?}, {bulk} bulk: round trips {with} ticks with flushes, {without} without"
+        );
+        assert!(
+            with <= without + without / 10 + 2,
+            "{version:?}, {bulk} bulk: {with} ticks with flushes, {without} without"
+        );
+    }
+}
+
+#[test]
+fn flushes_cost_round_trips_nothing_v1() {
+    flushes_cost_round_trips_nothing(Version::V1);
+}
+
+#[test]
+fn flushes_cost_round_trips_nothing_v2() {
+    flushes_cost_round_trips_nothing(Version::V2);
 }
 
 /// The plain link.
