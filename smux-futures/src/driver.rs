@@ -535,18 +535,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 // A stream's flush waits for bytes written already: flush them before writing
                 // more. A transport that buffers (TLS) is done flushing only once its buffer
                 // is empty, which more writes behind a busy stream's would never let happen.
-                match Pin::new(&mut io.transport).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => {
-                        io.needs_flush = false;
-                        io.flushed = io.written;
-                        progress = true;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        io.out.clear();
-                        self.core().session.handle_transport_error(e);
-                        return true;
-                    }
-                    Poll::Pending => return progress,
+                match self.flush_transport(io, cx) {
+                    Some(true) => progress = true,
+                    Some(false) => return progress,
+                    None => return true,
                 }
             }
             if io.out.is_empty() {
@@ -590,21 +582,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             return true;
         }
         if io.needs_flush {
-            match Pin::new(&mut io.transport).poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    io.needs_flush = false;
-                    io.flushed = io.written;
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    io.out.clear();
-                    self.core().session.handle_transport_error(e);
-                    return true;
-                }
-                Poll::Pending => {}
+            match self.flush_transport(io, cx) {
+                Some(done) => progress |= done,
+                None => return true,
             }
         }
         progress
+    }
+
+    /// Flushes the transport: `Some(true)` once done (everything written so far is flushed),
+    /// `Some(false)` while `Pending`, `None` if it failed (the session then has failed too).
+    fn flush_transport(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> Option<bool> {
+        match Pin::new(&mut io.transport).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                io.needs_flush = false;
+                io.flushed = io.written;
+                Some(true)
+            }
+            Poll::Ready(Err(e)) => {
+                io.out.clear();
+                self.core().session.handle_transport_error(e);
+                None
+            }
+            Poll::Pending => Some(false),
+        }
     }
 
     /// Reads input while the session wants it. The core lock is taken once per read: the
