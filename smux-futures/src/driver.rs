@@ -536,7 +536,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 // more. A transport that buffers (TLS) is done flushing only once its buffer
                 // is empty, which more writes behind a busy stream's would never let happen.
                 match self.flush_transport(io, cx) {
-                    Some(true) => progress = true,
+                    Some(true) => {}
                     Some(false) => return progress,
                     None => return true,
                 }
@@ -581,11 +581,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             self.core().session.handle_transport_error(failed);
             return true;
         }
-        if io.needs_flush {
-            match self.flush_transport(io, cx) {
-                Some(done) => progress |= done,
-                None => return true,
-            }
+        // A flush that completes is not progress by itself (a transport whose flush does
+        // nothing completes one on every turn): the flush waiters it releases are, in
+        // `drive_turn`.
+        if io.needs_flush && self.flush_transport(io, cx).is_none() {
+            return true;
         }
         progress
     }
