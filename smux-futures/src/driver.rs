@@ -301,7 +301,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     }
                     // A task woken to read the transport for everyone drives even when its
                     // own operation completed without it, or that readiness is lost.
-                    if needs_drive || self.wakers.duty_pending() {
+                    if needs_drive || self.wakers.duty_woken() {
                         self.drive(None);
                     }
                     return Poll::Ready(result);

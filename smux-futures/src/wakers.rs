@@ -300,6 +300,8 @@ pub(crate) struct Wakers {
     /// The transport or the timer became ready (a task may have been woken for it) and no
     /// drive has started since.
     duty_pending: AtomicBool,
+    /// A task was woken for the read duty and no drive has started since.
+    duty_woken: AtomicBool,
 }
 
 /// A sleep that hands the read duty on if nobody has driven by its deadline.
@@ -369,8 +371,8 @@ impl Wake for WatchdogFired {
                 .armed
                 .store(false, std::sync::atomic::Ordering::SeqCst);
         }
-        // Nobody drove since the hand-off (or a later readiness): hand it on.
-        if wakers.duty_pending() {
+        // Nobody drove since the hand-off (or a later one): hand it on.
+        if wakers.duty_woken() {
             wakers.wake_duty();
         }
     }
@@ -401,6 +403,7 @@ impl Wakers {
     fn wake_handoff(&self, handoff: Handoff) {
         if handoff[0].is_some() {
             self.duty_pending.store(true, Ordering::SeqCst);
+            self.duty_woken.store(true, Ordering::SeqCst);
         }
         handoff.into_iter().flatten().for_each(Waker::wake);
     }
@@ -524,7 +527,8 @@ impl Wakers {
 
     /// A drive is starting: it reads the transport, which serves the read duty.
     pub(crate) fn duty_served(&self) {
-        if self.duty_pending.swap(false, Ordering::SeqCst) {
+        self.duty_pending.store(false, Ordering::SeqCst);
+        if self.duty_woken.swap(false, Ordering::SeqCst) {
             self.lock().on_duty = [None; 2];
         }
     }
@@ -532,6 +536,12 @@ impl Wakers {
     /// Whether the transport or the timer became ready and no drive has started since.
     pub(crate) fn duty_pending(&self) -> bool {
         self.duty_pending.load(Ordering::SeqCst)
+    }
+
+    /// Whether a task was woken for the read duty and no drive has started since: a task
+    /// that was must drive, even if its own operation completed without it.
+    pub(crate) fn duty_woken(&self) -> bool {
+        self.duty_woken.load(Ordering::SeqCst)
     }
 
     /// Sets whether the transport is watched for input (see `input_watched`).
