@@ -302,6 +302,8 @@ pub(crate) struct Wakers {
     duty_pending: AtomicBool,
     /// A task was woken for the read duty and no drive has started since.
     duty_woken: AtomicBool,
+    /// Drives started (for the watchdog).
+    drives: std::sync::atomic::AtomicU64,
 }
 
 /// A sleep that hands the read duty on if nobody has driven by its deadline.
@@ -313,6 +315,9 @@ struct Watchdog {
     sleep: std::sync::Mutex<Option<Sleep>>,
     /// A sleep is armed and has not fired.
     armed: std::sync::atomic::AtomicBool,
+    /// `Wakers::drives` when the sleep was armed: if a drive started since, the hand-off it
+    /// was armed for was served.
+    drives_at_arm: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -324,14 +329,16 @@ impl std::fmt::Debug for Watchdog {
 }
 
 impl Watchdog {
-    /// Arms the sleep unless it is armed already (an earlier deadline is as good: the duty is
-    /// looked at when it fires, whichever hand-off it was armed for). Returns whether a sleep
-    /// is armed: a timer may not sleep in every context.
-    fn arm(&self) -> bool {
+    /// Arms the sleep unless it is armed already (it then looks at the duty when it fires,
+    /// and arms again if a later hand-off may be unserved). `drives` is the count of drives
+    /// started so far. Returns whether a sleep is armed: a timer may not sleep in every
+    /// context.
+    fn arm(&self, drives: u64) -> bool {
         use std::sync::atomic::Ordering::SeqCst;
         if self.armed.swap(true, SeqCst) {
             return true;
         }
+        self.drives_at_arm.store(drives, SeqCst);
         let deadline = self.timer.now() + DUTY_GRACE;
         let Some(mut sleep) = self.timer.sleep_until(deadline) else {
             self.armed.store(false, SeqCst);
@@ -366,14 +373,22 @@ impl Wake for WatchdogFired {
         let Some(wakers) = self.0.upgrade() else {
             return;
         };
-        if let Some(watchdog) = &wakers.watchdog {
-            watchdog
-                .armed
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        let Some(watchdog) = &wakers.watchdog else {
+            return;
+        };
+        watchdog.armed.store(false, SeqCst);
+        if !wakers.duty_woken() {
+            return;
         }
-        // Nobody drove since the hand-off (or a later one): hand it on.
-        if wakers.duty_woken() {
+        let drives = wakers.drives.load(SeqCst);
+        if drives == watchdog.drives_at_arm.load(SeqCst) {
+            // Nobody has driven since the hand-off: the task woken for it went away unseen
+            // (or is very late). Hand the duty on.
             wakers.wake_duty();
+        } else {
+            // Drives served that hand-off; the one pending now is younger: look again later.
+            watchdog.arm(drives);
         }
     }
 }
@@ -389,6 +404,7 @@ impl Wakers {
                 wakers: me.clone(),
                 sleep: std::sync::Mutex::new(None),
                 armed: std::sync::atomic::AtomicBool::new(false),
+                drives_at_arm: std::sync::atomic::AtomicU64::new(0),
             }),
             ..Wakers::default()
         })
@@ -527,6 +543,10 @@ impl Wakers {
 
     /// A drive is starting: it reads the transport, which serves the read duty.
     pub(crate) fn duty_served(&self) {
+        if self.watchdog.is_some() {
+            self.drives
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         self.duty_pending.store(false, Ordering::SeqCst);
         if self.duty_woken.swap(false, Ordering::SeqCst) {
             self.lock().on_duty = [None; 2];
@@ -571,7 +591,7 @@ impl Wakers {
         };
         let (handoff, unsure) = self.lock().hand_duty_alone();
         self.wake_handoff(handoff);
-        if unsure && !watchdog.arm() {
+        if unsure && !watchdog.arm(self.drives.load(std::sync::atomic::Ordering::SeqCst)) {
             let deputy = self.lock().add_deputy();
             self.wake_handoff([deputy, None]);
         }
