@@ -28,8 +28,9 @@
 // accepted is held and never read, and the first stream opened never reads its echo.
 //
 // -workload replaces the opener and the acceptor by one of the client workloads of workload.go
-// (request/response, a burst of pipelined opens, idle streams beside busy ones); -serial makes
-// the acceptor handle one stream at a time (see workload.go).
+// (request/response, a burst of pipelined opens, idle streams beside busy ones, an interactive
+// stream beside bulk ones); -serial makes the acceptor handle one stream at a time (see
+// workload.go).
 //
 // The run ends when the opener is done and the peer ended the session (accept fails), or,
 // with -close, when the opener is done and -expect streams of the peer were echoed: then Go

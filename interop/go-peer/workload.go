@@ -13,6 +13,15 @@
 //	         meanwhile -busy streams echo -busy-size bytes each (writing in odd pieces while
 //	         reading). When the busy ones are done, every idle stream echoes 100 more bytes and
 //	         closes.
+//	interactive  one interactive stream beside -busy bulk streams: the interactive stream is
+//	         opened first and completes one exchange (a request of 1 to -req-max bytes, its echo
+//	         read back) before the bulk streams open, so the peer accepts it first. Then each
+//	         bulk stream echoes rounds of its -busy-size payload (each round announced by a
+//	         byte: 1, a round follows; 0, the end; odd pieces with -odd, writing while reading,
+//	         the echo checked) while the interactive stream goes on exchanging requests one
+//	         after the other; once it made -requests exchanges the bulk streams end after their
+//	         round, and it exchanges on until they are done; then it closes. Also prints
+//	         "interactive exchanges=K slowest_us=U". Bytes: everything echoed and checked.
 //
 // Every reply is compared byte for byte. The session is closed at the end, and the last line
 // is "summary workload=NAME streams=N bytes=B fails=F" (bytes: payload bytes checked).
@@ -32,18 +41,19 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xtaci/smux"
 )
 
 var (
-	workload = flag.String("workload", "", "opener workload: reqresp, burst or idle (see workload.go)")
+	workload = flag.String("workload", "", "opener workload: reqresp, burst, idle or interactive (see workload.go)")
 	serial   = flag.Bool("serial", false, "acceptor: handle each stream to its end before accepting the next")
 	framed   = flag.Bool("framed", false, "acceptor: each stream carries one framed request (length, payload); echo it and close")
-	requests = flag.Int("requests", 100, "reqresp: requests per stream")
-	reqMax   = flag.Int("req-max", 512, "reqresp, burst: largest request")
-	busy     = flag.Int("busy", 0, "idle: busy streams")
-	busySize = flag.Int("busy-size", 1<<20, "idle: bytes echoed on each busy stream")
+	requests = flag.Int("requests", 100, "reqresp: requests per stream; interactive: fewest exchanges")
+	reqMax   = flag.Int("req-max", 512, "reqresp, burst, interactive: largest request")
+	busy     = flag.Int("busy", 0, "idle: busy streams; interactive: bulk streams")
+	busySize = flag.Int("busy-size", 1<<20, "idle: bytes echoed on each busy stream; interactive: bytes per round of a bulk stream")
 	openers  = flag.Int("openers", 1, "burst: goroutines opening streams at once (each opens its share back to back)")
 )
 
@@ -79,6 +89,8 @@ func runWorkload(sess *smux.Session) {
 		workBurst(sess)
 	case "idle":
 		workIdle(sess)
+	case "interactive":
+		workInteractive(sess)
 	default:
 		fail("unknown -workload %q", *workload)
 	}
@@ -222,6 +234,141 @@ func workIdle(sess *smux.Session) {
 		}(i, st)
 	}
 	wg.Wait()
+}
+
+func workInteractive(sess *smux.Session) {
+	st, err := sess.OpenStream()
+	if err != nil {
+		wlFail("open the interactive stream: %v", err)
+		return
+	}
+	defer st.Close()
+	r := rand.New(rand.NewSource(*seed))
+	buf := make([]byte, *reqMax)
+	var slowest time.Duration
+	k := 0
+	exchangeOne := func() bool {
+		req := make([]byte, 1+r.Intn(*reqMax))
+		r.Read(req)
+		start := time.Now()
+		if err := exchange(st, req, buf); err != nil {
+			wlFail("interactive stream %d, exchange %d: %v", st.ID(), k, err)
+			return false
+		}
+		if d := time.Since(start); d > slowest {
+			slowest = d
+		}
+		k++
+		return true
+	}
+	// The first exchange before the bulk streams open: the peer accepts this stream first.
+	if !exchangeOne() {
+		return
+	}
+
+	var wg sync.WaitGroup
+	var bulkDone, stop int32
+	for i := 0; i < *busy; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			n, err := bulkEcho(sess, i, *busySize, &stop)
+			if err != nil {
+				wlFail("bulk #%d: %v", i, err)
+				return
+			}
+			atomic.AddInt64(&wlStreams, 1)
+			atomic.AddInt64(&wlBytes, n)
+		}(i)
+	}
+	go func() {
+		wg.Wait()
+		atomic.StoreInt32(&bulkDone, 1)
+	}()
+	ok := true
+	for ok {
+		if k >= *requests {
+			atomic.StoreInt32(&stop, 1)
+			if atomic.LoadInt32(&bulkDone) == 1 {
+				break
+			}
+		}
+		ok = exchangeOne()
+	}
+	atomic.StoreInt32(&stop, 1)
+	wg.Wait()
+	if ok {
+		atomic.AddInt64(&wlStreams, 1)
+	}
+	out("interactive exchanges=%d slowest_us=%d", k, slowest.Microseconds())
+}
+
+// bulkEcho opens a stream and echoes rounds of a size-byte payload on it until *stop (at least
+// one round; see workInteractive), reading and checking the echo while writing. Returns the
+// bytes echoed and checked, round bytes included.
+func bulkEcho(sess *smux.Session, idx, size int, stop *int32) (int64, error) {
+	st, err := sess.OpenStream()
+	if err != nil {
+		return 0, fmt.Errorf("open: %v", err)
+	}
+	defer st.Close()
+	data := payload(idx, size)
+	werr := make(chan error, 1)
+	go func() {
+		var p pieces
+		p.i = idx
+		for round := 0; ; round++ {
+			more := round == 0 || atomic.LoadInt32(stop) == 0
+			head := []byte{0}
+			if more {
+				head[0] = 1
+			}
+			if _, err := st.Write(head); err != nil {
+				werr <- fmt.Errorf("round %d: %v", round, err)
+				return
+			}
+			if !more {
+				werr <- nil
+				return
+			}
+			if err := writeAll(st, data, &p); err != nil {
+				werr <- fmt.Errorf("round %d: %v", round, err)
+				return
+			}
+		}
+	}()
+	buf := make([]byte, size+8)
+	var rp pieces
+	rp.i = idx + 5
+	var total int64
+	for round := 0; ; round++ {
+		var head [1]byte
+		if _, err := io.ReadFull(st, head[:]); err != nil {
+			return total, fmt.Errorf("stream %d: the byte before round %d: %v", st.ID(), round, err)
+		}
+		total++
+		if head[0] == 0 {
+			break
+		}
+		if head[0] != 1 {
+			return total, fmt.Errorf("stream %d: the byte before round %d is %d", st.ID(), round, head[0])
+		}
+		for got := 0; got < size; {
+			n, err := st.Read(buf[:rp.next(size-got)])
+			if !bytes.Equal(buf[:n], data[got:got+n]) {
+				return total, fmt.Errorf("stream %d: round %d: echo differs after byte %d", st.ID(), round, got)
+			}
+			got += n
+			if err != nil && got < size {
+				return total, fmt.Errorf("stream %d: round %d: echo ended after %d of %d bytes: %v", st.ID(), round, got, size, err)
+			}
+		}
+		total += int64(size)
+	}
+	if err := <-werr; err != nil {
+		return total, fmt.Errorf("stream %d: write: %v", st.ID(), err)
+	}
+	return total, nil
 }
 
 // serveFramed reads one framed request from st, echoes its payload and closes the stream.

@@ -1,12 +1,12 @@
 //! Helpers of the workload matrix (`tests/workloads.rs`) and of the Go interop tests: the two
-//! buffer configurations, the progress counter the stall detector watches, and the stall
-//! report ([`Diagnostics`]: a compact rendering of each [`SessionSnapshot`], the Go peer's
-//! stderr and a summary of its goroutine dump).
+//! buffer configurations, the progress counter the stall detector watches (with its lanes),
+//! and the stall report ([`Diagnostics`]: a compact rendering of each [`SessionSnapshot`], the
+//! Go peer's stderr and a summary of its goroutine dump).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smux_proto::{Config, SessionSnapshot, StreamSnapshot, Version};
@@ -70,9 +70,12 @@ impl Buffers {
 }
 
 /// Bytes moved by a case, as its own code counts them (every read and write of the test's
-/// endpoints adds to it). Cheap to clone.
+/// endpoints adds to it), and its [`Lane`]s. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Arc<AtomicU64>);
+pub struct Progress {
+    total: Arc<AtomicU64>,
+    lanes: Arc<Mutex<Vec<Arc<LaneState>>>>,
+}
 
 impl Progress {
     /// A counter at zero.
@@ -82,12 +85,77 @@ impl Progress {
 
     /// Counts `n` bytes moved.
     pub fn add(&self, n: usize) {
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Bytes moved so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// A lane named `name` (for the stall report), busy until the [`Lane`] is dropped.
+    pub fn lane(&self, name: impl Into<String>) -> Lane {
+        let state = Arc::new(LaneState {
+            name: name.into(),
+            bytes: AtomicU64::new(0),
+            busy: AtomicBool::new(true),
+        });
+        let mut lanes = self.lanes.lock().unwrap();
+        let id = lanes.len();
+        lanes.push(state.clone());
+        Lane {
+            id,
+            state,
+            total: self.total.clone(),
+        }
+    }
+
+    /// The busy lanes: (id, name, bytes moved so far).
+    pub fn busy_lanes(&self) -> Vec<(usize, String, u64)> {
+        let lanes = self.lanes.lock().unwrap();
+        lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.busy.load(Ordering::Relaxed))
+            .map(|(id, l)| (id, l.name.clone(), l.bytes.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// A stream that must keep moving on its own while it is busy: an interactive stream beside
+/// bulk ones, whose stall the bulk traffic would hide from the case's total. The stall
+/// detector watches every busy lane as it watches the total. What a lane counts counts in the
+/// total too; the lane is busy until dropped.
+#[derive(Debug)]
+pub struct Lane {
+    id: usize,
+    state: Arc<LaneState>,
+    total: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct LaneState {
+    name: String,
+    bytes: AtomicU64,
+    busy: AtomicBool,
+}
+
+impl Lane {
+    /// Counts `n` bytes moved by this lane (and by the case).
+    pub fn add(&self, n: usize) {
+        self.state.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The lane's id in [`Progress::busy_lanes`].
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.state.busy.store(false, Ordering::Relaxed);
     }
 }
 
@@ -243,6 +311,28 @@ mod tests {
         assert!(
             summary.contains("    1 [chan receive] main.run"),
             "{summary}"
+        );
+    }
+
+    #[test]
+    fn lanes_count_in_the_total_and_are_busy_until_dropped() {
+        let progress = Progress::new();
+        progress.add(5);
+        let first = progress.lane("first");
+        let second = progress.lane("second");
+        first.add(3);
+        assert_eq!(progress.get(), 8);
+        assert_eq!(
+            progress.busy_lanes(),
+            vec![
+                (first.id(), "first".into(), 3),
+                (second.id(), "second".into(), 0)
+            ]
+        );
+        drop(first);
+        assert_eq!(
+            progress.busy_lanes(),
+            vec![(second.id(), "second".into(), 0)]
         );
     }
 
