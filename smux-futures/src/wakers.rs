@@ -345,11 +345,17 @@ impl Watchdog {
             return false;
         };
         let waker = Waker::from(Arc::new(WatchdogFired(self.wakers.clone())));
-        if sleep
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready()
-        {
+        // A timer may wake its waker inside `poll` (tokio does when the task polling has used
+        // its cooperative budget): that wake is not the deadline, and acting on it would arm
+        // again from inside this poll, without end. It is noted instead, and the sleep is
+        // given up (a deputy stands in this time).
+        let ready = ARMING.with(|arming| {
+            arming.set(Some(false));
+            let ready = sleep.as_mut().poll(&mut Context::from_waker(&waker));
+            let woken_inline = arming.take() == Some(true);
+            ready.is_ready() || woken_inline
+        });
+        if ready {
             self.armed.store(false, SeqCst);
             return false;
         }
@@ -365,11 +371,21 @@ impl Watchdog {
     }
 }
 
+thread_local! {
+    /// Set while this thread polls a watchdog sleep for the first time: `Some(true)` once its
+    /// waker was woken from inside that poll.
+    static ARMING: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
 /// The waker of the watchdog's sleep.
 struct WatchdogFired(Weak<Wakers>);
 
 impl Wake for WatchdogFired {
     fn wake(self: Arc<Self>) {
+        if ARMING.with(|arming| arming.get().is_some()) {
+            ARMING.with(|arming| arming.set(Some(true)));
+            return;
+        }
         let Some(wakers) = self.0.upgrade() else {
             return;
         };

@@ -73,7 +73,12 @@ impl smux_futures::Timer for TokioTimer {
 
     fn sleep_until(&self, deadline: Instant) -> Option<smux_futures::Sleep> {
         tokio::runtime::Handle::try_current().ok()?;
-        Some(Box::pin(tokio::time::sleep_until(deadline.into())))
+        // Unconstrained: a mux polls its sleeps from wherever it is (inside any task's poll,
+        // inside a waker), not as a task of its own, so tokio's cooperative budget, which
+        // would make a poll wake at once instead of registering the deadline, does not apply.
+        Some(Box::pin(tokio::task::unconstrained(
+            tokio::time::sleep_until(deadline.into()),
+        )))
     }
 }
 
