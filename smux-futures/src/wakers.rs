@@ -890,4 +890,34 @@ mod tests {
         drop(accept);
         assert_eq!(woken(&[&live]), [1], "the reader is the new deputy");
     }
+
+    /// A timer whose sleep wakes its waker from inside its first poll (as tokio's does when
+    /// the polling task used up its cooperative budget), and never fires after that.
+    struct WakesInline;
+
+    impl Timer for WakesInline {
+        fn now(&self) -> std::time::Instant {
+            std::time::Instant::now()
+        }
+
+        fn sleep_until(&self, _deadline: std::time::Instant) -> Option<Sleep> {
+            Some(Box::pin(std::future::poll_fn(|cx| {
+                cx.waker().wake_by_ref();
+                std::task::Poll::<()>::Pending
+            })))
+        }
+    }
+
+    /// A watchdog sleep that wakes inside its first poll is not taken for its deadline
+    /// (acting on it armed the watchdog again from inside the poll, until the stack
+    /// overflowed): the hand-off falls back to a deputy.
+    #[test]
+    fn a_watchdog_woken_inside_its_first_poll_falls_back_to_a_deputy() {
+        let wakers = Wakers::new(Arc::new(WakesInline));
+        let (a, _) = parked_on(&wakers, 1);
+        let (b, _) = parked_on(&wakers, 3);
+        wakers.wake_duty();
+        assert_eq!(woken(&[&a, &b]), [1, 1], "the holder and a deputy");
+        assert!(wakers.duty_woken());
+    }
 }
