@@ -176,13 +176,18 @@ struct Io<T> {
     eof: bool,
     /// Bytes taken from the session, not yet accepted by the transport.
     out: VecDeque<Bytes>,
-    /// Bytes were written since the last transport flush.
-    needs_flush: bool,
     /// Bytes of the session's output the transport took (an offset, as `Core::flushed`).
     written: u64,
     /// `written` when the last transport flush completed.
     flushed: u64,
     closed: bool,
+}
+
+impl<T> Io<T> {
+    /// Bytes were written since the last transport flush.
+    fn needs_flush(&self) -> bool {
+        self.written > self.flushed
+    }
 }
 
 /// Everything one connection shares between its handles and streams.
@@ -236,7 +241,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 read_size: READ_MIN,
                 eof: false,
                 out: VecDeque::new(),
-                needs_flush: false,
                 written: 0,
                 flushed: 0,
                 closed: false,
@@ -368,10 +372,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             accepted
         };
-        if written > 0 {
-            io.needs_flush = true;
-            io.written += written as u64;
-        }
+        io.written += written as u64;
         drop(io);
         if accepted == 0 {
             self.drive_if_asked();
@@ -485,7 +486,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut core = self.core();
         // Taking more output may have made events (room in a stream's send queue).
         progress |= self.dispatch_events(&mut core, wake, me);
-        core.out_idle = io.out.is_empty() && !io.needs_flush;
+        core.out_idle = io.out.is_empty() && !io.needs_flush();
         core.transport_closed = io.closed;
         core.flushed = io.flushed;
         if !core.flush_waiters.is_empty() {
@@ -531,7 +532,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut more = !session_polled;
         loop {
             let barrier = self.flush_barrier.load(Ordering::SeqCst);
-            if io.needs_flush && io.flushed < barrier && barrier <= io.written {
+            if io.flushed < barrier && barrier <= io.written {
                 // A stream's flush waits for bytes written already: flush them before writing
                 // more. A transport that buffers (TLS) is done flushing only once its buffer
                 // is empty, which more writes behind a busy stream's would never let happen.
@@ -561,7 +562,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Ready(Ok(0)) => io::ErrorKind::WriteZero.into(),
                 Poll::Ready(Ok(written)) => {
                     advance_chunks(&mut io.out, written);
-                    io.needs_flush = true;
                     io.written += written as u64;
                     progress = true;
                     continue;
@@ -584,7 +584,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         // A flush that completes is not progress by itself (a transport whose flush does
         // nothing completes one on every turn): the flush waiters it releases are, in
         // `drive_turn`.
-        if io.needs_flush && self.flush_transport(io, cx).is_none() {
+        if io.needs_flush() && self.flush_transport(io, cx).is_none() {
             return true;
         }
         progress
@@ -595,7 +595,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     fn flush_transport(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> Option<bool> {
         match Pin::new(&mut io.transport).poll_flush(cx) {
             Poll::Ready(Ok(())) => {
-                io.needs_flush = false;
                 io.flushed = io.written;
                 Some(true)
             }
