@@ -262,12 +262,8 @@ impl Parked {
         match self.on_duty {
             [None, None] => self.hand_duty(),
             [Some(left), None] | [None, Some(left)] if !is_registered(left) => {
-                let Some((deputy, waker)) = self.take_deputy() else {
-                    return [None, None];
-                };
-                self.on_duty = [Some(left), Some(deputy)];
-                self.deputy = Some(deputy);
-                [Some(waker), None]
+                self.on_duty = [Some(left), None];
+                [self.add_deputy(), None]
             }
             _ => [None, None],
         }
