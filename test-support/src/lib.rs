@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod burst;
+pub mod link;
 pub mod soak;
 
 /// xorshift64: a tiny deterministic pseudo-random generator for sizes and payloads.
