@@ -51,24 +51,30 @@ pub trait Runtime: Sized + 'static {
     fn is_closed(mux: &Self::Mux) -> bool;
 }
 
-/// The `Runtime` methods that only call the adapter's mux (the same names on both adapters).
+/// The `Runtime` methods that only call the adapter's mux (the same names on both adapters,
+/// and on the workload matrix's TLS runtime). Paths are spelled out so that it expands
+/// anywhere that depends on `futures` and `smux-proto`.
+#[macro_export]
 macro_rules! mux_methods {
     () => {
-        fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
+        fn close(mux: &Self::Mux) -> ::futures::future::BoxFuture<'static, ::std::io::Result<()>> {
             let mux = mux.clone();
             Box::pin(async move { mux.close().await })
         }
 
-        fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
+        fn drain(
+            mux: &Self::Mux,
+            timeout: ::std::time::Duration,
+        ) -> ::futures::future::BoxFuture<'static, ::std::io::Result<()>> {
             let mux = mux.clone();
             Box::pin(async move { mux.drain(timeout).await })
         }
 
-        fn stats(mux: &Self::Mux) -> Stats {
+        fn stats(mux: &Self::Mux) -> ::smux_proto::Stats {
             mux.stats()
         }
 
-        fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
+        fn snapshot(mux: &Self::Mux) -> ::smux_proto::SessionSnapshot {
             mux.snapshot()
         }
 

@@ -124,7 +124,7 @@ use smux_interop::go::{self, GoOutput, GoPeer};
 use smux_interop::runtime::{Runtime, Smol, Tokio};
 use smux_interop::workload::{tail, Buffers, Diagnostics, Lane, Progress, STALL};
 use smux_interop::{payload, XorShift};
-use smux_proto::{Config as MuxConfig, SessionSnapshot, Side, Stats, Version};
+use smux_proto::{Config as MuxConfig, Side, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::{PrivatePkcs8KeyDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -382,27 +382,7 @@ impl Runtime for TokioTls {
         unreachable!("a TLS mux needs an async handshake: Env::mux_pair makes them")
     }
 
-    fn close(mux: &Self::Mux) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.close().await })
-    }
-
-    fn drain(mux: &Self::Mux, timeout: Duration) -> BoxFuture<'static, io::Result<()>> {
-        let mux = mux.clone();
-        Box::pin(async move { mux.drain(timeout).await })
-    }
-
-    fn stats(mux: &Self::Mux) -> Stats {
-        mux.stats()
-    }
-
-    fn snapshot(mux: &Self::Mux) -> SessionSnapshot {
-        mux.snapshot()
-    }
-
-    fn is_closed(mux: &Self::Mux) -> bool {
-        mux.is_closed()
-    }
+    smux_interop::mux_methods!();
 }
 
 impl Env for TokioTls {
