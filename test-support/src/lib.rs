@@ -4,12 +4,16 @@
 //!   checksum (64 bits, as Go's `hash/fnv.New64a`, which the Go peer reports).
 //! - [`soak`] and [`burst`]: the plans of the soak and burst tests that `smux-tokio` and
 //!   `smux-smol` each run on their own runtime.
+//! - [`link`]: the slow link of the interactive tests.
+//! - [`netem`]: a link emulator, a TCP relay that adds a bottleneck rate, a queue and a delay
+//!   (the link benchmark runs on it).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod burst;
 pub mod link;
+pub mod netem;
 pub mod soak;
 
 /// xorshift64: a tiny deterministic pseudo-random generator for sizes and payloads.
