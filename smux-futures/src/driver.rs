@@ -39,6 +39,11 @@ const READ_BLOCK: usize = 2 * READ_MAX;
 const READS_PER_DRIVE: usize = 16;
 /// Slices per vectored write.
 const WRITE_SLICES: usize = 64;
+/// Most bytes taken from the session at once while the transport is full (its last write was
+/// `Pending`): frames queued after a batch is taken (a window update, a FIN, an interactive
+/// stream's request) wait behind it, so on a slow link it stays short (5 ms at 100 Mbit/s).
+/// While the transport takes everything, batches are as large as the session makes them.
+const CONGESTED_BATCH: usize = 64 * 1024;
 /// Writes at least this big try the zero-copy path (smaller ones gather better in the queue).
 const DIRECT_MIN: usize = 16 * 1024;
 
@@ -180,6 +185,9 @@ struct Io<T> {
     written: u64,
     /// `written` when the last transport flush completed.
     flushed: u64,
+    /// The transport's last write was `Pending`, and output has been waiting since: take
+    /// [`CONGESTED_BATCH`]es from the session.
+    congested: bool,
     closed: bool,
 }
 
@@ -243,6 +251,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 out: VecDeque::new(),
                 written: 0,
                 flushed: 0,
+                congested: false,
                 closed: false,
             }),
             again: AtomicBool::new(false),
@@ -544,10 +553,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             if io.out.is_empty() {
                 if !more {
+                    io.congested = false;
                     break;
                 }
                 let mut core = self.core();
-                if core.session.poll_transmit_chunks(&mut io.out) == 0 {
+                let batch = if io.congested {
+                    CONGESTED_BATCH
+                } else {
+                    usize::MAX
+                };
+                if core.session.poll_transmit_chunks_up_to(&mut io.out, batch) == 0 {
+                    io.congested = false;
                     break;
                 }
                 more = core.session.wants_write();
@@ -568,6 +584,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 Poll::Ready(Err(e)) => e,
                 Poll::Pending => {
+                    io.congested = true;
                     #[cfg(feature = "tracing")]
                     tracing::trace!(
                         parent: &self.span,

@@ -142,21 +142,26 @@ impl Credit {
     }
 
     /// The window a grant to stream `id` should carry now: its fair share, within what the
-    /// budget has left (never below the floor; with `busy`, the stream is being read, never
-    /// below the busy floor), and never below `replies` (its room for replies).
+    /// budget has left and what the path needs (`path`, see `path.rs`) (never below the
+    /// floor; with `busy`, the stream is being read, never below the busy floor), and never
+    /// below `replies` (its room for replies).
     pub(crate) fn choose(
         &self,
         id: StreamId,
         window: &RecvWindow,
         busy: bool,
         replies: u32,
+        path: u32,
     ) -> Grant {
         let sharers = self.wide.len() + usize::from(!self.wide.contains(&id));
         let fair = (self.budget / sharers as u64).clamp(u64::from(self.floor), u64::from(self.cap));
         let others = self.reserved - window.reserved().min(self.reserved);
         let room = self.budget.saturating_sub(others);
         let floor = if busy { self.busy_floor } else { self.floor };
-        let chosen = fair.min(room).max(u64::from(floor.max(replies)));
+        let chosen = fair
+            .min(room)
+            .min(u64::from(path))
+            .max(u64::from(floor.max(replies)));
         Grant {
             window: chosen as u32,
             short: room < fair,
@@ -211,14 +216,16 @@ mod tests {
         let id = StreamId::new(1);
         let mut w = RecvWindow::new(0);
         assert!(!c.opened(id, &w));
-        let g = c.choose(id, &w, true, 0);
+        let g = c.choose(id, &w, true, 0, u32::MAX);
         assert_eq!(g.window, 4 * MIB as u32);
         assert!(!g.short);
         c.grant(id, &mut w, g.window);
         assert_eq!(c.reserved(), 4 * MIB as u64);
         let capped = Credit::new(4 * MIB, MIB);
         assert_eq!(
-            capped.choose(id, &RecvWindow::new(0), true, 0).window,
+            capped
+                .choose(id, &RecvWindow::new(0), true, 0, u32::MAX)
+                .window,
             MIB as u32
         );
     }
@@ -236,12 +243,12 @@ mod tests {
         let id = StreamId::new(99);
         let w = RecvWindow::new(0);
         assert!(c.opened(id, &w), "the 17th does not");
-        let g = c.choose(id, &w, false, 0);
+        let g = c.choose(id, &w, false, 0, u32::MAX);
         assert_eq!(g.window, FLOOR);
         assert!(g.short);
         // Every one granted its share: the sum stays within the budget (plus floors).
         for (id, w) in &mut windows {
-            let g = c.choose(*id, w, true, 0);
+            let g = c.choose(*id, w, true, 0, u32::MAX);
             c.grant(*id, w, g.window);
         }
         assert!(c.reserved() <= 4 * MIB as u64 + 17 * u64::from(BUSY_FLOOR));

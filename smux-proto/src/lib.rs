@@ -74,6 +74,7 @@ mod event;
 pub mod frame;
 pub mod manual;
 mod outbox;
+mod path;
 mod schedule;
 mod session;
 mod snapshot;

@@ -5,8 +5,9 @@
 //! first UPD the peer's window is assumed to be [`INITIAL_PEER_WINDOW`].
 //!
 //! Receiver side ([`RecvWindow`]): after a read, send UPD(consumed = total read) when at least
-//! half the advertised window was read since the last UPD, and after the very first read. The
-//! window each UPD carries is chosen by the session's [`Credit`](crate::credit::Credit).
+//! [`update_interval`] bytes were read since the last UPD (an eighth of the window; Go waits
+//! for half), and after the very first read. The window each UPD carries is chosen by the
+//! session's [`Credit`](crate::credit::Credit), within what the path needs (`path.rs`).
 
 /// The window assumed for the peer before its first UPD arrives (Go's `initialPeerWindow`).
 pub const INITIAL_PEER_WINDOW: u32 = 262_144;
@@ -94,6 +95,17 @@ impl SendWindow {
     }
 }
 
+/// Bytes consumed between two UPDs of a stream whose window is `window`: an eighth of it, but
+/// not less than 64 KiB (nor more than half, Go's interval, for windows under 128 KiB).
+///
+/// The sender learns of consumed bytes one UPD late: to keep the link busy, a window must
+/// exceed the bandwidth-delay product by one interval. With Go's half-window interval that is
+/// twice the product, and whatever a window holds beyond the product waits in a queue; an
+/// eighth needs 8/7 of it. The floor keeps UPDs few where windows are small (on loopback).
+pub(crate) fn update_interval(window: u32) -> u32 {
+    (window / 8).max(64 * 1024).min(window / 2)
+}
+
 /// Version 2 receive side of one stream: what arrived, what the application consumed, and the
 /// window granted to the peer. Counters are `u64` from the stream's start; the wire carries
 /// them as Go's wrapping `u32`.
@@ -115,6 +127,11 @@ pub(crate) struct RecvWindow {
     limit: u64,
     /// No more data will be read from the peer (FIN received): nothing more is promised.
     closed: bool,
+    /// The limit (`granted()`) the latest UPD framed carried: what the peer knows, once it
+    /// arrives.
+    announced: u64,
+    /// When the latest grant was made (for the delivery rate; see `path.rs`).
+    pub(crate) last_grant: Option<std::time::Instant>,
 }
 
 /// Data beyond every window the peer may have seen.
@@ -136,7 +153,27 @@ impl RecvWindow {
             active_epoch: epoch,
             limit: u64::from(INITIAL_PEER_WINDOW),
             closed: false,
+            announced: u64::from(INITIAL_PEER_WINDOW),
+            last_grant: None,
         }
+    }
+
+    /// Bytes received since the stream began.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Bytes consumed since the latest grant.
+    pub(crate) fn consumed_since_grant(&self) -> u64 {
+        self.consumed - self.acked
+    }
+
+    /// An UPD carrying the latest grant is framed: returns the limit the peer knew before, if
+    /// the UPD lets it send further.
+    pub(crate) fn announce(&mut self) -> Option<u64> {
+        let before = self.announced;
+        self.announced = self.granted();
+        (self.announced > before).then_some(before)
     }
 
     /// Where we asked the peer to stop.
@@ -183,12 +220,12 @@ impl RecvWindow {
     }
 
     /// Records `n > 0` bytes consumed (which lowers [`reserved`](Self::reserved) by `n`);
-    /// returns whether Go would send an UPD now: after the first read, and once half the
-    /// window was consumed since the latest grant.
+    /// returns whether an UPD is due now: after the first read, and once
+    /// [`update_interval`] bytes were consumed since the latest grant.
     pub(crate) fn on_consumed(&mut self, n: usize) -> bool {
         let first = self.consumed == 0;
         self.consumed += n as u64;
-        first || self.consumed - self.acked >= u64::from(self.window / 2)
+        first || self.consumed - self.acked >= u64::from(update_interval(self.window))
     }
 
     /// Grants `window` bytes beyond what was consumed; returns the new `reserved()` minus the
@@ -283,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn first_read_and_every_half_window_trigger_an_update() {
+    fn first_read_and_every_update_interval_trigger_an_update() {
         let mut r = RecvWindow::new(0);
         r.on_received(300).unwrap();
         assert!(r.on_consumed(1), "first read");
@@ -292,9 +329,32 @@ mod tests {
         assert_eq!(r.update_fields(), (1, 100));
         assert!(!r.on_consumed(30));
         assert!(!r.on_consumed(19));
-        assert!(r.on_consumed(1), "50 bytes since the last grant");
+        assert!(
+            r.on_consumed(1),
+            "50 bytes (half a small window) since the last grant"
+        );
         r.grant(100);
         assert_eq!(r.update_fields(), (51, 100));
+    }
+
+    #[test]
+    fn updates_come_every_eighth_of_a_large_window() {
+        assert_eq!(update_interval(100), 50);
+        assert_eq!(update_interval(64 * 1024), 32 * 1024);
+        assert_eq!(update_interval(256 * 1024), 64 * 1024);
+        assert_eq!(update_interval(4 << 20), 512 * 1024);
+    }
+
+    #[test]
+    fn an_update_announces_the_limit_the_peer_knew_before() {
+        let mut r = RecvWindow::new(0);
+        r.on_received(1000).unwrap();
+        r.on_consumed(1000);
+        r.grant(1 << 20);
+        assert_eq!(r.announce(), Some(262_144), "the initial window");
+        assert_eq!(r.announce(), None, "nothing new");
+        r.grant(100);
+        assert_eq!(r.announce(), None, "a shrink lets the peer send no further");
     }
 
     #[test]
@@ -352,10 +412,10 @@ mod tests {
             }
         }
 
-        /// The reader never lets more than half its window go unacknowledged, and what it
+        /// The reader never lets an update interval go unacknowledged, and what it
         /// reserves is always its unread bytes plus what the peer may still send.
         #[test]
-        fn receiver_acknowledges_every_half_window(reads in proptest::collection::vec(1usize..70_000, 1..100), window in 2u32..200_000) {
+        fn receiver_acknowledges_every_update_interval(reads in proptest::collection::vec(1usize..70_000, 1..100), window in 2u32..200_000) {
             let mut r = RecvWindow::new(0);
             r.grant(window);
             let mut total: u64 = 0;
@@ -371,7 +431,7 @@ mod tests {
                     prop_assert_eq!(r.update_fields().0, total as u32);
                 }
                 let (acked, _) = r.update_fields();
-                prop_assert!(total - u64::from(acked) < u64::from(window / 2).max(1));
+                prop_assert!(total - u64::from(acked) < u64::from(update_interval(window)).max(1));
                 prop_assert_eq!(r.reserved(), r.granted() - total);
             }
         }

@@ -1143,9 +1143,9 @@ impl Harness {
                 sent
             );
             prop_assert!(
-                rec.read[side] - (sent as usize) < (window / 2) as usize,
-                "{} read {} bytes of {} but its last UPD says {} with window {}: half a window \
-                 unacknowledged",
+                rec.read[side] - (sent as usize) < (window / 4).max(1) as usize,
+                "{} read {} bytes of {} but its last UPD says {} with window {}: a quarter of a \
+                 window unacknowledged",
                 side_name(side),
                 rec.read[side],
                 rec.id,
@@ -2209,13 +2209,13 @@ proptest! {
                         prop_assert!(chunk.len() <= max, "asked for {} bytes, got {}", max, chunk.len());
                         got.extend_from_slice(&chunk);
                         read_of.insert(id, got.len());
-                        // Go's rule (stream.go): UPD after the first read, and whenever half
-                        // the window of the latest UPD was read since it; none once FIN
+                        // UPD after the first read, and whenever a quarter of the window of
+                        // the latest UPD was read since it (Go waits for half); none once FIN
                         // arrived.
                         let (acked, window) = grants.get(&id).copied().unwrap_or((0, INITIAL_PEER_WINDOW));
                         let owed = version == Version::V2
                             && !fin
-                            && (got.len() == chunk.len() || got.len() - acked as usize >= (window / 2) as usize);
+                            && (got.len() == chunk.len() || got.len() - acked as usize >= (window / 4) as usize);
                         let mut granted = false;
                         for frame in transmit_all(&mut s) {
                             let Frame::Upd { stream_id, consumed, window } = frame else {

@@ -21,6 +21,7 @@ use crate::early_fins::EarlyFins;
 use crate::error::{Error, OpenError, ProtocolViolation, ReadError, WriteError};
 use crate::event::{Event, Stats};
 use crate::frame::{Cmd, Frame, FrameDecoder, Version};
+use crate::path::PathEstimate;
 use crate::schedule::ReadyQueue;
 use crate::snapshot::{InputPause, SessionSnapshot, StreamSnapshot};
 use crate::stream::{Stall, Stream, WriteHalf};
@@ -99,6 +100,8 @@ pub struct Session {
     recv_buffered: usize,
     /// Version 2: the windows granted to the peer, carved out of the receive budget.
     credit: Credit,
+    /// Version 2: the round trip, to size those windows to the path.
+    path: PathEstimate,
     /// Written, unframed bytes of all streams.
     send_buffered: usize,
     /// Where [`write`](Self::write) copies data: chunks are split off it, and once they are
@@ -163,6 +166,7 @@ impl Session {
             ready: ReadyQueue::default(),
             recv_buffered: 0,
             credit,
+            path: PathEstimate::default(),
             send_buffered: 0,
             write_arena: BytesMut::new(),
             send_waiters: Vec::new(),
@@ -295,6 +299,12 @@ impl Session {
             stats: self.stats,
             streams,
         }
+    }
+
+    /// Version 2: the round-trip time the receive windows are sized for (the least recent
+    /// sample; see [`Config::max_stream_buffer`]); `None` in version 1 and until measured.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.path.round_trip()
     }
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has bytes to give.
@@ -627,15 +637,15 @@ impl Session {
         if self.direct_in_flight {
             return 0;
         }
-        self.prepare_transmit();
+        self.prepare_transmit(TRANSMIT_TARGET);
         self.outbox.fill(dst)
     }
 
-    /// Frames what is ready into the transmit queue; with nothing to send, a closing session
-    /// may be done.
-    fn prepare_transmit(&mut self) {
+    /// Frames what is ready into the transmit queue, up to about `target` bytes; with nothing
+    /// to send, a closing session may be done.
+    fn prepare_transmit(&mut self, target: usize) {
         if !self.is_closed() {
-            self.fill_outbox();
+            self.fill_outbox(target.clamp(1, TRANSMIT_TARGET));
             if self.outbox.is_empty() {
                 self.check_close_complete();
             }
@@ -674,10 +684,22 @@ impl Session {
     /// [`Config::max_send_buffer`], so take more only once the previous ones are written.
     #[must_use]
     pub fn poll_transmit_chunks(&mut self, out: &mut VecDeque<Bytes>) -> usize {
+        self.poll_transmit_chunks_up_to(out, TRANSMIT_TARGET)
+    }
+
+    /// [`poll_transmit_chunks`](Self::poll_transmit_chunks), framing only about `max` bytes
+    /// (whole frames: at least one, and possibly one frame more than `max`; at most 256 KiB).
+    ///
+    /// What is taken is out of the scheduler's hands: frames queued later (a window update, a
+    /// FIN, an interactive stream's request) go on the wire after it. A driver whose transport
+    /// is full (its last write was `Pending`) should take small batches, so such frames wait
+    /// behind little: at 100 Mbit/s a 256 KiB batch is 21 ms on the wire, a 32 KiB one 2.6 ms.
+    #[must_use]
+    pub fn poll_transmit_chunks_up_to(&mut self, out: &mut VecDeque<Bytes>, max: usize) -> usize {
         if self.direct_in_flight {
             return 0;
         }
-        self.prepare_transmit();
+        self.prepare_transmit(max);
         let n = self.outbox.take(out);
         if n > 0 {
             self.account_transmitted(n);

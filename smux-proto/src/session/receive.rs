@@ -113,6 +113,7 @@ impl Session {
         );
         if self.config.version == Version::V2 {
             self.credit.closed(id, &mut stream.recv_window);
+            self.path.stream_ended(id);
         }
         self.notify_readable(id);
         self.release_hold(id);
@@ -151,7 +152,12 @@ impl Session {
                 }
             }
             stream.recv_window.active_epoch = self.credit.epoch();
+            let received = stream.recv_window.received();
+            self.path.data_received(id, received, self.now);
         }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
         if stream.released {
             // Nobody will read it; acknowledge it so the peer's writer is not stuck.
             self.acknowledge(id, data.len());
@@ -283,15 +289,18 @@ impl Session {
         };
         // Grants while reading (`reclaim`) are for a busy stream; at creation it is idle.
         let replies = self.reply_room(stream, 0);
+        let path = self.path_window(stream);
         let mut grant = self
             .credit
-            .choose(id, &stream.recv_window, reclaim, replies);
+            .choose(id, &stream.recv_window, reclaim, replies, path);
         if grant.short && reclaim && !stream.released {
             self.reclaim(id, grant.fair);
             let Some(stream) = self.streams.get(&id) else {
                 return;
             };
-            grant = self.credit.choose(id, &stream.recv_window, true, replies);
+            grant = self
+                .credit
+                .choose(id, &stream.recv_window, true, replies, path);
         }
         let released = self.streams.get(&id).is_some_and(|s| s.released);
         let window = if released {
@@ -302,12 +311,27 @@ impl Session {
         self.set_window(id, window);
     }
 
+    /// The window the path needs for `stream`, from what it consumed since its previous grant
+    /// (see `path.rs`).
+    fn path_window(&self, stream: &Stream) -> u32 {
+        let window = &stream.recv_window;
+        let elapsed = match (window.last_grant, self.path.round_trip()) {
+            (Some(at), _) => self.now.saturating_duration_since(at),
+            // The first grant: what came so far came within about a round trip.
+            (None, Some(rtt)) => rtt,
+            (None, None) => Duration::ZERO,
+        };
+        self.path
+            .window(window.consumed_since_grant(), elapsed, window.window())
+    }
+
     /// Grants `window` to stream `id` and owes the peer an UPD carrying it (one, however many
     /// grants come before it goes out).
     pub(super) fn set_window(&mut self, id: StreamId, window: u32) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
+        stream.recv_window.last_grant = Some(self.now);
         self.credit.grant(id, &mut stream.recv_window, window);
         if !stream.update_queued {
             stream.update_queued = true;
@@ -374,9 +398,10 @@ impl Session {
             return;
         };
         let ahead = self.reply_room(stream, stream.send_len());
+        let path = self.path_window(stream);
         let chosen = self
             .credit
-            .choose(id, &stream.recv_window, true, ahead)
+            .choose(id, &stream.recv_window, true, ahead, path)
             .window;
         self.set_window(id, chosen);
         self.transmit_update_now(id);

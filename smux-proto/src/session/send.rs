@@ -150,7 +150,7 @@ impl Session {
             self.maybe_stall(id, now);
         } else if !stream.scheduled {
             stream.scheduled = true;
-            self.ready.push(id);
+            self.ready.push(id, stream.send_len());
         }
     }
 
@@ -188,12 +188,13 @@ impl Session {
         self.control.push_back(Control::Fin(id));
     }
 
-    /// Moves control frames, then data frames in round-robin order, into the transmit queue.
-    pub(super) fn fill_outbox(&mut self) {
-        self.drain_control();
+    /// Moves control frames, then data frames in the scheduler's order (see `schedule.rs`),
+    /// into the transmit queue.
+    pub(super) fn fill_outbox(&mut self, target: usize) {
+        self.drain_control(target);
         let v2 = self.config.version == Version::V2;
-        while self.outbox.len() < TRANSMIT_TARGET {
-            let Some(id) = self.ready.pop() else {
+        while self.outbox.len() < target {
+            let Some((id, lane)) = self.ready.pop() else {
                 break;
             };
             let Some(stream) = self.streams.get_mut(&id) else {
@@ -218,6 +219,7 @@ impl Session {
             if v2 {
                 stream.send_window.on_sent(payload.len());
             }
+            self.ready.sent(lane, payload.len());
             self.release_send_budget(payload.len());
             self.stats.frames_out += 1;
             self.outbox.push_data(id, payload);
@@ -230,18 +232,19 @@ impl Session {
             self.schedule(id);
             self.reap(id);
         }
-        self.drain_control();
+        self.drain_control(target);
     }
 
-    /// Moves control frames into the transmit queue while it holds less than
-    /// `TRANSMIT_TARGET`; beyond that they wait in `control`, where `CONTROL_QUEUE_LIMIT`
-    /// applies (a peer that floods SYNs and reads nothing must not grow the transmit queue).
-    pub(super) fn drain_control(&mut self) {
+    /// Moves control frames into the transmit queue while it holds less than `target` bytes
+    /// (at most `TRANSMIT_TARGET`); beyond that they wait in `control`, where
+    /// `CONTROL_QUEUE_LIMIT` applies (a peer that floods SYNs and reads nothing must not grow
+    /// the transmit queue).
+    pub(super) fn drain_control(&mut self, target: usize) {
         if self.nop_queued {
             self.nop_queued = false;
             self.control.push_back(Control::Nop);
         }
-        while self.outbox.len() < TRANSMIT_TARGET {
+        while self.outbox.len() < target {
             let Some(control) = self.control.pop_front() else {
                 break;
             };
@@ -286,6 +289,9 @@ impl Session {
         };
         stream.update_queued = false;
         let (consumed, window) = stream.recv_window.update_fields();
+        if let Some(beyond) = stream.recv_window.announce() {
+            self.path.update_sent(id, beyond, self.now);
+        }
         self.outbox.push_update(id, consumed, window);
         self.stats.frames_out += 1;
     }

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 
 use crate::{
     Config, Error, Event, Frame, FrameDecoder, ReadError, Session, Side, StreamId, Version,
+    WriteError,
 };
 
 mod credit;
@@ -18,6 +19,7 @@ mod flow_control;
 mod keepalive;
 mod lifecycle;
 mod limits;
+mod path;
 mod violations;
 
 /// A client and a server connected by two in-memory pipes.
