@@ -10,6 +10,8 @@ mod incoming;
 mod loom_tests;
 mod mux;
 mod recycle;
+#[cfg(unix)]
+mod socket;
 mod split;
 mod stream;
 mod sync;
@@ -28,6 +30,8 @@ pub use smux_proto::{
     self as proto, Config as MuxConfig, InputPause, SessionSnapshot, Side, Stats, StreamId,
     StreamSnapshot, Version,
 };
+#[cfg(unix)]
+pub use socket::{limit_unsent, RECOMMENDED_UNSENT_LIMIT};
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 pub use stream::MuxStream;
 #[cfg(feature = "async-io")]

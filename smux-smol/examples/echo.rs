@@ -14,6 +14,9 @@ use smux_smol::MuxConfig;
 
 async fn server(listener: TcpListener) -> std::io::Result<()> {
     let (tcp, _) = listener.accept().await?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    smux_smol::limit_unsent(&tcp, smux_smol::RECOMMENDED_UNSENT_LIMIT).ok();
     let mux = smux_smol::server(tcp, MuxConfig::default()).expect("valid config");
     let mut incoming = mux.incoming();
     // Ends when the client closes the connection.
@@ -37,6 +40,9 @@ fn main() -> std::io::Result<()> {
         let server = smol::spawn(server(listener));
 
         let tcp = TcpStream::connect(addr).await?;
+        // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+        #[cfg(unix)]
+        smux_smol::limit_unsent(&tcp, smux_smol::RECOMMENDED_UNSENT_LIMIT).ok();
         let mux = smux_smol::client(tcp, MuxConfig::default()).expect("valid config");
         for i in 0..100 {
             let mut stream = mux.connect().await?;

@@ -4,6 +4,8 @@
 
 use futures::io::{AsyncRead, AsyncWrite};
 
+#[cfg(unix)]
+pub use smux_futures::{limit_unsent, RECOMMENDED_UNSENT_LIMIT};
 pub use smux_futures::{
     proto, AsyncIoTimer, Incoming, InputPause, Mux, MuxConfig, MuxStream, OwnedReadHalf,
     OwnedWriteHalf, ReuniteError, SessionSnapshot, Side, Stats, StreamId, StreamSnapshot, Version,

@@ -52,10 +52,16 @@ async fn run(version: Version) -> std::io::Result<()> {
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         tcp.set_nodelay(true).ok();
+        // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+        #[cfg(unix)]
+        smux_tokio::limit_unsent(&tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
         serve(Mux::server(tcp, server_config).expect("config")).await;
     });
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    smux_tokio::limit_unsent(&tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
     let mux = Mux::client(tcp, config).expect("config");
     println!("protocol {version:?}: connected to {addr}");
 

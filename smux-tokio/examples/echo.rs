@@ -14,6 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 async fn server(listener: TcpListener) -> std::io::Result<()> {
     let (tcp, _) = listener.accept().await?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    smux_tokio::limit_unsent(&tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
     let mux = Mux::server(tcp, MuxConfig::default()).expect("valid config");
     let mut incoming = mux.incoming();
     // Ends when the client closes the connection.
@@ -35,8 +38,11 @@ async fn main() -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let server = tokio::spawn(server(listener));
 
-    let mux =
-        Mux::client(TcpStream::connect(addr).await?, MuxConfig::default()).expect("valid config");
+    let tcp = TcpStream::connect(addr).await?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    smux_tokio::limit_unsent(&tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
+    let mux = Mux::client(tcp, MuxConfig::default()).expect("valid config");
     for i in 0..100 {
         let mut stream = mux.connect().await?;
         stream.write_all(b"hello").await?;

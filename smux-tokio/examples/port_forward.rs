@@ -81,6 +81,11 @@ async fn tunnel_link(config: MuxConfig) -> io::Result<(Mux<TcpStream>, Mux<TcpSt
     let (entry, exit) = (entry?, exit?.0);
     entry.set_nodelay(true)?;
     exit.set_nodelay(true)?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    for tcp in [&entry, &exit] {
+        smux_tokio::limit_unsent(tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
+    }
     Ok((
         Mux::client(entry, config.clone()).map_err(io::Error::other)?,
         Mux::server(exit, config).map_err(io::Error::other)?,

@@ -40,6 +40,9 @@ where
 
 async fn server(listener: TcpListener, acceptor: TlsAcceptor) -> Result<(), Error> {
     let (tcp, _) = listener.accept().await?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    smux_tokio::limit_unsent(&tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
     let tls = acceptor.accept(tcp).await?;
     println!("server: TLS handshake done");
     let mux = Mux::server(tls, MuxConfig::default())?;
@@ -68,6 +71,9 @@ async fn main() -> Result<(), Error> {
     let server = tokio::spawn(server(listener, TlsAcceptor::from(Arc::new(server_config))));
 
     let tcp = TcpStream::connect(addr).await?;
+    // A small kernel send queue lets the mux, not the kernel, order streams on slow links.
+    #[cfg(unix)]
+    smux_tokio::limit_unsent(&tcp, smux_tokio::RECOMMENDED_UNSENT_LIMIT).ok();
     let connector = TlsConnector::from(Arc::new(client_config));
     let tls = connector
         .connect(ServerName::try_from("localhost")?, tcp)

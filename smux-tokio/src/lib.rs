@@ -57,6 +57,8 @@ mod transport;
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 use transport::Transport;
 
+#[cfg(unix)]
+pub use smux_futures::{limit_unsent, RECOMMENDED_UNSENT_LIMIT};
 pub use smux_futures::{
     proto, InputPause, MuxConfig, SessionSnapshot, Side, Stats, StreamId, StreamSnapshot, Version,
 };
