@@ -34,10 +34,10 @@ const RATE: usize = 16 * 1024;
 const LINK_BUFFER: usize = 64 * 1024;
 /// The largest data frame: `max_frame_size` (32 KiB by default) and its 8-byte header.
 const FRAME: usize = 32 * 1024 + 8;
-/// The most output the driver takes from the session at once: the session moves frames into
-/// its transmit queue while that holds less than `TRANSMIT_TARGET` (256 KiB), so one frame
-/// more at most, and the driver takes the queue only once it wrote what it took before.
-const BATCH: usize = 256 * 1024 + FRAME;
+/// The most output the driver takes from the session at once while the link is full: the
+/// session frames a `CONGESTED_BATCH` (64 KiB), so one frame more at most, and the driver takes
+/// more only once it wrote what it took before.
+const BATCH: usize = 64 * 1024 + FRAME;
 /// Ticks for the hops between tasks (the peer's reader, its reply, the reader of the reply)
 /// and the rounding of partly used ticks.
 const MARGIN: usize = 4;
@@ -53,14 +53,14 @@ const WARM_UP: u64 = 40;
 /// - the driver's batch ahead of it, [`BATCH`];
 /// - the rest of a frame a zero-copy write had the link take only part of (it goes to the
 ///   front of the transmit queue), one [`FRAME`];
-/// - the round robin: one frame per busy stream at most before the interactive stream's turn,
-///   `bulk` frames;
 /// - its own frame and the control frames around it (SYN, FIN, UPD), one [`FRAME`] at most.
 ///
+/// Not the bulk streams' frames in the session's queue: the interactive stream's frames are
+/// small, so the scheduler's light lane puts them first. Nor the number of bulk streams, then.
 /// The link takes a byte for every byte it delivers, [`RATE`] per tick; whatever its buffer
 /// held when the frame was queued only has to make room, so it adds nothing.
-fn write_bound(bulk: usize) -> u64 {
-    let ahead = BATCH + FRAME + bulk * FRAME + FRAME;
+fn write_bound(_bulk: usize) -> u64 {
+    let ahead = BATCH + FRAME + FRAME;
     (ahead.div_ceil(RATE) + MARGIN) as u64
 }
 
