@@ -13,6 +13,8 @@
 
 pub mod burst;
 pub mod link;
+// Not under loom (`scripts/loom.sh`), whose tokio leaves out `tokio::net`.
+#[cfg(not(loom))]
 pub mod netem;
 pub mod soak;
 
