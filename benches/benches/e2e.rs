@@ -10,26 +10,32 @@
 //! peak RSS and CPU time belong to that case alone; client and server both live in it and
 //! talk over one loopback TCP connection (raw TCP: one connection per stream). The Go cases
 //! run the Go peer (`interop/go-peer`, `-mode bench`), which is its own client and server.
+//! The peers' set-up, the bulk scenario and the child-process harness are in `common/`,
+//! shared with the link benchmark (`link.rs`).
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::future::{poll_fn, Future};
-use std::io::{self, Read};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::channel::{mpsc, oneshot};
+use common::bulk::bulk;
+use common::harness::{
+    cpu_seconds, env_u64, fmt_value, median, run_child, status_kib, Outcome, Sample,
+};
+use common::peers::{
+    setup_async_smux, setup_ours_smol, setup_ours_tokio, setup_yamux, Handler, Io, Opener, Rt,
+    SocketPair,
+};
+use futures::channel::mpsc;
 use futures::StreamExt;
 use smux_tokio::{MuxConfig, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
-/// Size of every write in the bulk scenarios (and of the server's read buffer).
-const CHUNK: usize = 64 * 1024;
 /// Streams (or TCP connections) at once in the `bulk8` scenario.
 const BULK_STREAMS: usize = 8;
 /// Tasks opening streams at once in the `idle` scenario.
@@ -40,8 +46,6 @@ const CAPPED_WINDOW: usize = 1 << 20;
 /// Above this many idle streams, the peers whose stream opening is quadratic get special
 /// treatment (see [`Peer::idle_slow`]).
 const IDLE_SLOW_ABOVE: u64 = 10_000;
-/// Clock ticks per second of `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
-const CLK_TCK: f64 = 100.0;
 const GIB: f64 = (1u64 << 30) as f64;
 
 // ------------------------------------------------------------------------------------------------
@@ -200,97 +204,9 @@ struct Params {
     idle: u64,
 }
 
-/// What one run of a case measured.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    /// Wall time of the scenario (set-up excluded).
-    secs: f64,
-    /// Bytes (bulk) or operations (rr, idle).
-    units: u64,
-    /// User + system CPU seconds of the process during the scenario.
-    cpu: f64,
-    /// Peak resident set size of the process, KiB.
-    hwm_kib: u64,
-}
-
-impl Sample {
-    fn parse(line: &str) -> Option<Sample> {
-        let fields: BTreeMap<&str, &str> = line
-            .strip_prefix("result ")?
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
-        Some(Sample {
-            secs: fields.get("secs")?.parse().ok()?,
-            units: fields.get("units")?.parse().ok()?,
-            cpu: fields.get("cpu")?.parse().ok()?,
-            hwm_kib: fields.get("hwm_kib")?.parse().ok()?,
-        })
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "result secs={:.6} units={} cpu={:.3} hwm_kib={}",
-            self.secs, self.units, self.cpu, self.hwm_kib
-        )
-    }
-}
-
 // ------------------------------------------------------------------------------------------------
-// Process measurements
-
-/// User + system CPU seconds of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
-    // Fields after the command name (which may hold spaces) start with field 3, `state`;
-    // utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    ticks as f64 / CLK_TCK
-}
-
-/// A `kB` field of `/proc/self/status` (`VmHWM`, `VmRSS`).
-fn status_kib(key: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
-}
-
-// ------------------------------------------------------------------------------------------------
-// The generic harness: a peer is a way to get a server handler installed and a stream opener
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
-
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-/// Runs on every stream the server accepts (in a task of its own).
-type Handler<S> = Arc<dyn Fn(S) -> BoxFut<()> + Send + Sync>;
-/// Opens a client stream.
-type Opener<S> = Arc<dyn Fn() -> BoxFut<io::Result<S>> + Send + Sync>;
-
-#[derive(Clone, Copy)]
-enum Rt {
-    Tokio,
-    Smol,
-}
-
-impl Rt {
-    /// Spawns `f` and returns a future of its end.
-    fn spawn<T: Send + 'static>(self, f: impl Future<Output = T> + Send + 'static) -> BoxFut<T> {
-        match self {
-            Rt::Tokio => {
-                let handle = tokio::spawn(f);
-                Box::pin(async move { handle.await.expect("task panicked") })
-            }
-            Rt::Smol => Box::pin(smol::spawn(f)),
-        }
-    }
-}
+// The scenarios: a peer (`common::peers`) is a way to get a server handler installed and a
+// stream opener
 
 /// Runs `scenario` with the peer that `setup` installs.
 async fn scenario<S, F, Fut>(rt: Rt, scenario: Scenario, p: Params, setup: F) -> Sample
@@ -300,8 +216,15 @@ where
     Fut: Future<Output = Opener<S>>,
 {
     let (secs, units, cpu) = match scenario {
-        Scenario::Bulk1 => bulk(rt, 1, p.bytes, setup).await,
-        Scenario::Bulk8 => bulk(rt, BULK_STREAMS, p.bytes, setup).await,
+        Scenario::Bulk1 | Scenario::Bulk8 => {
+            let k = if scenario == Scenario::Bulk1 {
+                1
+            } else {
+                BULK_STREAMS
+            };
+            let run = bulk(rt, k, p.bytes, setup).await;
+            (run.secs_fin, run.bytes, run.cpu)
+        }
         Scenario::Rr => rr(rt, p.ops, setup).await,
         Scenario::Idle => idle(rt, p.idle, setup).await,
         Scenario::Pp => pingpong(rt, p.ops, 0, setup).await,
@@ -313,61 +236,6 @@ where
         cpu,
         hwm_kib: status_kib("VmHWM"),
     }
-}
-
-/// `k` streams at once carry `total` bytes client to server in [`CHUNK`] writes; the server
-/// reads and discards them. Each client stream then half-closes and waits for the server's
-/// FIN, sent once the server has read everything. Returns (seconds, bytes, CPU seconds).
-async fn bulk<S, F, Fut>(rt: Rt, k: usize, total: u64, setup: F) -> (f64, u64, f64)
-where
-    S: Io,
-    F: FnOnce(Handler<S>) -> Fut,
-    Fut: Future<Output = Opener<S>>,
-{
-    let per = total / k as u64;
-    let (done_tx, done_rx) = mpsc::unbounded::<u64>();
-    let handler: Handler<S> = Arc::new(move |mut s: S| {
-        let done = done_tx.clone();
-        Box::pin(async move {
-            let mut buf = vec![0u8; CHUNK];
-            let mut n = 0u64;
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(m) => n += m as u64,
-                    Err(e) => panic!("bulk: server read after {n} bytes: {e}"),
-                }
-            }
-            s.shutdown().await.expect("bulk: server shutdown");
-            let _ = done.unbounded_send(n);
-        })
-    });
-    let open = setup(handler).await;
-    let cpu0 = cpu_seconds();
-    let start = Instant::now();
-    let mut writers = Vec::new();
-    for _ in 0..k {
-        let open = open.clone();
-        writers.push(rt.spawn(async move {
-            let mut s = open().await.expect("bulk: open");
-            let chunk = vec![0x5au8; CHUNK];
-            let mut left = per;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                s.write_all(&chunk[..n]).await.expect("bulk: write");
-                left -= n as u64;
-            }
-            s.shutdown().await.expect("bulk: shutdown");
-            let mut rest = [0u8; 16];
-            while s.read(&mut rest).await.expect("bulk: read the FIN") > 0 {}
-        }));
-    }
-    futures::future::join_all(writers).await;
-    let received: u64 = done_rx.take(k).fold(0, |a, n| async move { a + n }).await;
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
-    assert_eq!(received, per * k as u64, "bulk: bytes received");
-    (secs, received, cpu)
 }
 
 /// `ops` times in sequence: open a stream, write 1 byte, read the 1-byte echo, half-close and
@@ -521,19 +389,7 @@ where
 }
 
 // ------------------------------------------------------------------------------------------------
-// Peers
-
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local_addr");
-    let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let client = client.expect("connect");
-    let (server, _) = server.expect("accept");
-    // Go's net package sets TCP_NODELAY by default; every Rust peer does the same.
-    client.set_nodelay(true).expect("nodelay");
-    server.set_nodelay(true).expect("nodelay");
-    (client, server)
-}
+// Peers (the multiplexers' set-up is in `common::peers`)
 
 /// Raw TCP: one connection per "stream"; the listener's accept loop is the server.
 async fn setup_tcp(handler: Handler<TcpStream>) -> Opener<TcpStream> {
@@ -554,178 +410,10 @@ async fn setup_tcp(handler: Handler<TcpStream>) -> Opener<TcpStream> {
     })
 }
 
-type OursTokio = smux_tokio::MuxStream<TcpStream>;
-
 /// `SMUX_BENCH_CLIENT_DRIVE=1`: our client mux also gets a task in `Mux::drive` (an
 /// experiment; by default only the streams' own polls drive the client, as documented).
 fn client_drive() -> bool {
     std::env::var("SMUX_BENCH_CLIENT_DRIVE").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// smux-tokio: the server runs an accept loop; the client has no task of its own (the
-/// streams' polls drive it, the documented default use).
-async fn setup_ours_tokio(config: MuxConfig, handler: Handler<OursTokio>) -> Opener<OursTokio> {
-    let (c, s) = tcp_pair().await;
-    let server = smux_tokio::Mux::server(s, config.clone()).expect("config");
-    tokio::spawn(async move {
-        while let Ok(st) = server.accept().await {
-            tokio::spawn(handler(st));
-        }
-    });
-    let client = smux_tokio::Mux::client(c, config).expect("config");
-    if client_drive() {
-        let driven = client.clone();
-        tokio::spawn(async move {
-            let _ = driven.drive().await;
-        });
-    }
-    Arc::new(move || {
-        let client = client.clone();
-        Box::pin(async move { client.connect().await })
-    })
-}
-
-type OursSmol = Compat<smux_smol::MuxStream<smol::net::TcpStream>>;
-
-/// smux-smol on smol's default executor, the same shape as [`setup_ours_tokio`]; its
-/// futures-io streams get tokio's traits through tokio-util's compat wrapper.
-async fn setup_ours_smol(config: MuxConfig, handler: Handler<OursSmol>) -> Opener<OursSmol> {
-    let listener = smol::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local_addr");
-    let (c, s) = futures::join!(smol::net::TcpStream::connect(addr), listener.accept());
-    let c = c.expect("connect");
-    let (s, _) = s.expect("accept");
-    c.set_nodelay(true).expect("nodelay");
-    s.set_nodelay(true).expect("nodelay");
-    let server = smux_smol::server(s, config.clone()).expect("config");
-    smol::spawn(async move {
-        while let Ok(st) = server.accept().await {
-            smol::spawn(handler(st.compat())).detach();
-        }
-    })
-    .detach();
-    let client = smux_smol::client(c, config).expect("config");
-    if client_drive() {
-        let driven = client.clone();
-        smol::spawn(async move {
-            let _ = driven.drive().await;
-        })
-        .detach();
-    }
-    Arc::new(move || {
-        let client = client.clone();
-        Box::pin(async move { Ok(client.connect().await?.compat()) })
-    })
-}
-
-type AsyncSmuxStream = async_smux::MuxStream<TcpStream>;
-
-/// async_smux 0.4 with its builder's defaults; each end's worker runs in a task.
-async fn setup_async_smux(handler: Handler<AsyncSmuxStream>) -> Opener<AsyncSmuxStream> {
-    let (c, s) = tcp_pair().await;
-    let (server_connector, mut acceptor, worker) =
-        async_smux::MuxBuilder::server().with_connection(s).build();
-    tokio::spawn(worker);
-    tokio::spawn(async move {
-        let _keep = server_connector;
-        while let Some(st) = acceptor.accept().await {
-            tokio::spawn(handler(st));
-        }
-    });
-    let (connector, client_acceptor, worker) =
-        async_smux::MuxBuilder::client().with_connection(c).build();
-    tokio::spawn(worker);
-    // The session ends when all its handles are gone: the opener keeps the client's acceptor.
-    let keep = Arc::new(Mutex::new(client_acceptor));
-    Arc::new(move || {
-        let _ = &keep;
-        let opened = connector.connect().map_err(io::Error::other);
-        Box::pin(async move { opened })
-    })
-}
-
-type YamuxStream = Compat<yamux::Stream>;
-type OpenRequest = oneshot::Sender<io::Result<YamuxStream>>;
-
-/// A yamux connection driven by a task of its own (yamux needs `poll_next_inbound` polled
-/// for any I/O): it hands inbound streams to `handler` (when given) and opens outbound
-/// streams on request.
-fn yamux_connection(
-    socket: TcpStream,
-    mode: yamux::Mode,
-    config: yamux::Config,
-    handler: Option<Handler<YamuxStream>>,
-) -> mpsc::UnboundedSender<OpenRequest> {
-    let (requests_tx, mut requests) = mpsc::unbounded::<OpenRequest>();
-    let mut conn = yamux::Connection::new(socket.compat(), config, mode);
-    tokio::spawn(async move {
-        let mut waiting: Option<OpenRequest> = None;
-        poll_fn(|cx| loop {
-            let mut progress = false;
-            if waiting.is_none() {
-                if let Poll::Ready(Some(request)) = requests.poll_next_unpin(cx) {
-                    waiting = Some(request);
-                    progress = true;
-                }
-            }
-            if waiting.is_some() {
-                if let Poll::Ready(opened) = conn.poll_new_outbound(cx) {
-                    let opened = opened.map(|s| s.compat()).map_err(io::Error::other);
-                    let _ = waiting.take().expect("waiting").send(opened);
-                    progress = true;
-                }
-            }
-            match conn.poll_next_inbound(cx) {
-                Poll::Ready(Some(Ok(stream))) => {
-                    if let Some(handler) = &handler {
-                        tokio::spawn(handler(stream.compat()));
-                    }
-                    progress = true;
-                }
-                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
-                Poll::Pending => {}
-            }
-            if !progress {
-                return Poll::Pending;
-            }
-        })
-        .await;
-    });
-    requests_tx
-}
-
-/// yamux 0.14 with `Config::default()`, except for `idle` with more than its default 512
-/// streams: then `max_num_streams` is raised to fit (and the connection receive window
-/// unbounded, which yamux requires for that many streams; no stream grows its window there).
-async fn setup_yamux(
-    max_streams: Option<usize>,
-    handler: Handler<YamuxStream>,
-) -> Opener<YamuxStream> {
-    let mut config = yamux::Config::default();
-    if let Some(n) = max_streams {
-        config.set_max_connection_receive_window(None);
-        config.set_max_num_streams(n);
-    }
-    let (c, s) = tcp_pair().await;
-    // The server opens no streams: its request channel is not needed (its driver runs on).
-    drop(yamux_connection(
-        s,
-        yamux::Mode::Server,
-        config.clone(),
-        Some(handler),
-    ));
-    let client = yamux_connection(c, yamux::Mode::Client, config, None);
-    Arc::new(move || {
-        let (tx, rx) = oneshot::channel();
-        let sent = client.unbounded_send(tx);
-        Box::pin(async move {
-            sent.map_err(|_| io::Error::other("yamux connection ended"))?;
-            rx.await
-                .map_err(|_| io::Error::other("yamux connection ended"))?
-        })
-    })
 }
 
 /// Our configuration: the default, with `version`; `max_stream_buffer` = [`CAPPED_WINDOW`] for
@@ -749,18 +437,13 @@ fn ours_config(version: u8, capped_window: bool, scenario: Scenario, p: Params) 
 /// The runtime of every tokio peer: multi-thread, 2 workers (`SMUX_BENCH_TOKIO_WORKERS=N` to
 /// experiment).
 fn tokio_runtime() -> tokio::runtime::Runtime {
-    if tokio_current_thread() {
-        return tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-    }
     let workers = env_u64("SMUX_BENCH_TOKIO_WORKERS").map_or(2, |n| n.max(1) as usize);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    common::peers::tokio_runtime(tokio_current_thread(), workers)
+}
+
+/// One loopback TCP connection for a multiplexer.
+fn loopback() -> SocketPair {
+    SocketPair::loopback().expect("loopback connection")
 }
 
 /// Runs one case in this process (the child side of `--case`).
@@ -774,20 +457,28 @@ fn run_case(sc: Scenario, peer: Peer, p: Params) -> Sample {
         Peer::Tcp => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, setup_tcp)),
         Peer::Tokio(v) => {
             let config = ours_config(v, false, sc, p);
-            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_ours_tokio(config, h)))
+            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| {
+                setup_ours_tokio(config, client_drive(), loopback(), h)
+            }))
         }
         Peer::TokioCappedWindow => {
             let config = ours_config(2, true, sc, p);
-            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_ours_tokio(config, h)))
+            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| {
+                setup_ours_tokio(config, client_drive(), loopback(), h)
+            }))
         }
         Peer::Smol(v) => {
             let config = ours_config(v, false, sc, p);
-            smol::block_on(scenario(Rt::Smol, sc, p, |h| setup_ours_smol(config, h)))
+            smol::block_on(scenario(Rt::Smol, sc, p, |h| {
+                setup_ours_smol(config, client_drive(), loopback(), h)
+            }))
         }
-        Peer::AsyncSmux => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, setup_async_smux)),
-        Peer::Yamux => {
-            tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| setup_yamux(idle_streams, h)))
-        }
+        Peer::AsyncSmux => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| {
+            setup_async_smux(loopback(), h)
+        })),
+        Peer::Yamux => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| {
+            setup_yamux(idle_streams, loopback(), h)
+        })),
         Peer::Go(_) => unreachable!("the Go peer runs in its own process"),
     }
 }
@@ -801,15 +492,6 @@ struct Options {
     smoke: bool,
     filters: Vec<String>,
     case_timeout: Duration,
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v}: {e}")),
-    )
 }
 
 fn options(args: &[String]) -> Options {
@@ -840,15 +522,8 @@ fn options(args: &[String]) -> Options {
         params.idle = n;
     }
     let reps = env_u64("SMUX_BENCH_REPS").map_or(if smoke { 1 } else { 3 }, |r| r.max(1) as usize);
-    let mut filters: Vec<String> = std::env::var("SMUX_BENCH_FILTER")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    // Positional arguments filter too (`cargo bench --bench e2e -- tokio`); flags cargo or
-    // other tools pass are ignored.
-    filters.extend(args.iter().filter(|a| !a.starts_with('-')).cloned());
+    // Positional arguments filter too (`cargo bench --bench e2e -- tokio`).
+    let filters = common::harness::filters("SMUX_BENCH_FILTER", args);
     Options {
         params,
         reps,
@@ -860,90 +535,6 @@ fn options(args: &[String]) -> Options {
 
 fn case_label(sc: Scenario, peer: Peer) -> String {
     format!("{}/{}", sc.key(), peer.key())
-}
-
-/// Whether the Go toolchain and Go smux (Debian packages) are installed.
-fn go_available() -> Result<(), String> {
-    let smux =
-        Path::new(smux_interop::go::DEBIAN_GOPATH).join("src/github.com/xtaci/smux/session.go");
-    let go = std::env::var_os("GO").unwrap_or_else(|| "go".into());
-    match Command::new(&go).arg("version").output() {
-        Ok(out) if out.status.success() => {}
-        _ => return Err("the Go toolchain (`go`) is not installed".into()),
-    }
-    if !smux.is_file() {
-        return Err(format!(
-            "Go smux is not installed ({} is missing)",
-            smux.display()
-        ));
-    }
-    Ok(())
-}
-
-/// How a child ended.
-enum Outcome {
-    Done(Sample),
-    Failed(String),
-}
-
-/// Runs `cmd`, kills it after `timeout`, and parses its `result` line.
-fn run_child(mut cmd: Command, timeout: Duration) -> Outcome {
-    let mut child = match cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => return Outcome::Failed(format!("cannot start {cmd:?}: {e}")),
-    };
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Err(e) => return Outcome::Failed(format!("waiting for {cmd:?}: {e}")),
-        }
-    };
-    let out = out_reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
-    let tail = |s: &str| {
-        s.lines()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    match status {
-        None => Outcome::Failed(format!("killed after {timeout:?}\n{}", tail(&err))),
-        Some(status) if !status.success() => {
-            Outcome::Failed(format!("{status}\n{}\n{}", tail(&out), tail(&err)))
-        }
-        Some(_) => match out.lines().find_map(Sample::parse) {
-            Some(sample) => Outcome::Done(sample),
-            None => Outcome::Failed(format!("no result line\n{}\n{}", tail(&out), tail(&err))),
-        },
-    }
 }
 
 fn case_command(sc: Scenario, peer: Peer, p: Params, go: Option<&Path>) -> Command {
@@ -1018,16 +609,6 @@ struct Results {
     go_skipped: bool,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 impl Results {
     fn cell(&self, sc: Scenario, peer: Peer, metric: fn(&Sample) -> f64) -> Cell {
         if !peer.runs(sc) {
@@ -1073,29 +654,6 @@ fn cpu_us_per_op(s: &Sample) -> f64 {
 
 fn ops_per_s(s: &Sample) -> f64 {
     s.units as f64 / s.secs
-}
-
-fn fmt_value(v: f64) -> String {
-    if v >= 1000.0 {
-        let digits = (v.round() as u64).to_string();
-        let head = digits.len() % 3;
-        let mut groups: Vec<&str> = Vec::new();
-        if head > 0 {
-            groups.push(&digits[..head]);
-        }
-        groups.extend(
-            digits.as_bytes()[head..]
-                .chunks(3)
-                .map(|g| std::str::from_utf8(g).expect("ascii digits")),
-        );
-        groups.join(",")
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 fn fmt_cell(c: Cell) -> String {
@@ -1535,18 +1093,9 @@ fn parent(args: &[String]) -> bool {
     let mut go_bin: Option<PathBuf> = None;
     let mut go_skipped = false;
     if selected.iter().any(|(_, p)| matches!(p, Peer::Go(_))) {
-        match go_available() {
-            Ok(()) => {
-                go_bin =
-                    Some(smux_interop::go::peer_binary(env!("CARGO_TARGET_TMPDIR")).to_path_buf());
-            }
-            Err(why) => {
-                println!(
-                    "NOTICE: {why}: the Go smux columns are skipped (install the Debian packages \
-                     golang-go and golang-github-xtaci-smux-dev to measure them)"
-                );
-                go_skipped = true;
-            }
+        match common::harness::go_peer() {
+            Ok(path) => go_bin = Some(path),
+            Err(_) => go_skipped = true,
         }
     }
 
@@ -1578,7 +1127,7 @@ fn parent(args: &[String]) -> bool {
             let label = case_label(sc, peer);
             let cmd = case_command(sc, peer, o.params, go_bin.as_deref());
             match run_child(cmd, o.case_timeout) {
-                Outcome::Done(sample) => {
+                Outcome::Done(sample, _) => {
                     let summary = match sc {
                         Scenario::Bulk1 | Scenario::Bulk8 => format!(
                             "{:.2} GiB/s, {:.2} CPU s/GiB",
@@ -1644,12 +1193,5 @@ fn child(args: &[String]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--case") {
-        child(&args[i + 1..]);
-        return;
-    }
-    if !parent(&args) {
-        std::process::exit(1);
-    }
+    common::harness::main(child, parent);
 }

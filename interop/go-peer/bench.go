@@ -14,10 +14,13 @@
 //	-scenario pp-parked -ops N -parked M  the same beside M idle streams, each established by
 //	                                    a 1-byte echo and then with a reader blocked on both
 //	                                    ends; only the pingpong is timed
+//	-scenario inter ...                 an interactive stream beside bulk downloads, for the
+//	                                    link benchmark (link.go, with -via and -lowat)
 //
 // It prints one line: "result secs=S units=U cpu=C hwm_kib=M", where secs is the wall time of
 // the scenario, cpu the user+system CPU seconds the process used meanwhile, and hwm_kib the
-// peak resident set size of the process (getrusage ru_maxrss).
+// peak resident set size of the process (getrusage ru_maxrss); the inter scenario adds the
+// field lat_us.
 package main
 
 import (
@@ -33,7 +36,7 @@ import (
 )
 
 var (
-	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr, idle, pp or pp-parked")
+	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr, idle, pp, pp-parked or inter")
 	benchParked   = flag.Int("parked", 1000, "bench pp-parked: idle streams beside the pingpong")
 	benchConns    = flag.Int("conns", 1, "bench bulk: streams at once")
 	benchBytes    = flag.Int64("bytes", 1<<30, "bench bulk: bytes in all")
@@ -58,7 +61,8 @@ func peakRSSKiB() int64 {
 	return ru.Maxrss // KiB on Linux
 }
 
-// benchPair connects a Go smux client and server over loopback TCP.
+// benchPair connects a Go smux client and server over loopback TCP (through the relay of
+// -via, if given; with -lowat set on both connections).
 func benchPair() (client, server *smux.Session) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,12 +76,14 @@ func benchPair() (client, server *smux.Session) {
 		}
 		accepted <- c
 	}()
-	cc, err := net.Dial("tcp", ln.Addr().String())
+	cc, err := net.Dial("tcp", dialAddr(ln.Addr()))
 	if err != nil {
 		fail("dial: %v", err)
 	}
 	sc := <-accepted
 	ln.Close()
+	setLowat(cc)
+	setLowat(sc)
 	cfg := smux.DefaultConfig()
 	cfg.Version = *version
 	if err := smux.VerifyConfig(cfg); err != nil {
@@ -110,6 +116,7 @@ func runBench() {
 	var secs float64
 	var units int64
 	var cpu float64
+	extra := ""
 	switch *benchScenario {
 	case "bulk":
 		secs, cpu, units = benchBulk(client, server)
@@ -121,10 +128,16 @@ func runBench() {
 		secs, cpu, units = benchPingPong(client, server, 0)
 	case "pp-parked":
 		secs, cpu, units = benchPingPong(client, server, *benchParked)
+	case "inter":
+		var lat []time.Duration
+		cpu0 := cpuSeconds()
+		secs, units, lat = benchInter(client, server)
+		cpu = cpuSeconds() - cpu0
+		extra = latencyField(lat)
 	default:
 		fail("unknown -scenario %q", *benchScenario)
 	}
-	out("result secs=%.6f units=%d cpu=%.3f hwm_kib=%d", secs, units, cpu, peakRSSKiB())
+	out("result secs=%.6f units=%d cpu=%.3f hwm_kib=%d%s", secs, units, cpu, peakRSSKiB(), extra)
 }
 
 func benchBulk(client, server *smux.Session) (float64, float64, int64) {
