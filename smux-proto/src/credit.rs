@@ -169,6 +169,11 @@ impl Credit {
         }
     }
 
+    /// How many streams hold windows wider than the floor (the busy ones, about).
+    pub(crate) fn sharers(&self) -> usize {
+        self.wide.len()
+    }
+
     /// The floor, for streams that only need to be acknowledged.
     pub(crate) fn floor(&self) -> u32 {
         self.floor

@@ -71,6 +71,9 @@ pub struct SessionSnapshot {
     pub queued_control: usize,
     /// Bytes framed and not yet handed to the transport.
     pub queued_transmit: usize,
+    /// Version 2: the round-trip time the receive windows are sized for
+    /// ([`Session::round_trip`](crate::Session::round_trip)).
+    pub round_trip: Option<std::time::Duration>,
     /// Counters.
     pub stats: Stats,
     /// Every stream the session tracks, by id.

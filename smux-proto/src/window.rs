@@ -132,6 +132,8 @@ pub(crate) struct RecvWindow {
     announced: u64,
     /// When the latest grant was made (for the delivery rate; see `path.rs`).
     pub(crate) last_grant: Option<std::time::Instant>,
+    /// The window path sizing chose last, outside drains (see `path.rs`); 0 before.
+    pub(crate) path_base: u32,
 }
 
 /// Data beyond every window the peer may have seen.
@@ -155,6 +157,7 @@ impl RecvWindow {
             closed: false,
             announced: u64::from(INITIAL_PEER_WINDOW),
             last_grant: None,
+            path_base: 0,
         }
     }
 
@@ -168,11 +171,12 @@ impl RecvWindow {
         self.consumed - self.acked
     }
 
-    /// An UPD carrying the latest grant is framed: returns the limit the peer knew before, if
-    /// the UPD lets it send further.
+    /// An UPD carrying the latest grant is framed: returns the furthest the peer may have
+    /// known it could send before, if the UPD lets it send further. (After a shrink, the peer
+    /// may still send as far as an earlier UPD let it.)
     pub(crate) fn announce(&mut self) -> Option<u64> {
         let before = self.announced;
-        self.announced = self.granted();
+        self.announced = before.max(self.granted());
         (self.announced > before).then_some(before)
     }
 
@@ -355,6 +359,14 @@ mod tests {
         assert_eq!(r.announce(), None, "nothing new");
         r.grant(100);
         assert_eq!(r.announce(), None, "a shrink lets the peer send no further");
+        r.on_received(2000).unwrap();
+        r.on_consumed(2000);
+        r.grant(1 << 20);
+        assert_eq!(
+            r.announce(),
+            Some(1000 + (1 << 20)),
+            "the peer may still go as far as the grant before the shrink"
+        );
     }
 
     #[test]

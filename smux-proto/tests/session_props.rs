@@ -21,6 +21,12 @@ use std::io::IoSlice;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Bytes read between two UPDs of a stream with window `window`: an eighth, at least 64 KiB,
+/// at most half (Go's interval) (`window::update_interval`).
+fn update_interval(window: u32) -> u32 {
+    (window / 8).max(64 * 1024).min(window / 2)
+}
+
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -1143,9 +1149,9 @@ impl Harness {
                 sent
             );
             prop_assert!(
-                rec.read[side] - (sent as usize) < (window / 4).max(1) as usize,
-                "{} read {} bytes of {} but its last UPD says {} with window {}: a quarter of a \
-                 window unacknowledged",
+                rec.read[side] - (sent as usize) < update_interval(window).max(1) as usize,
+                "{} read {} bytes of {} but its last UPD says {} with window {}: an update \
+                 interval unacknowledged",
                 side_name(side),
                 rec.read[side],
                 rec.id,
@@ -2209,13 +2215,12 @@ proptest! {
                         prop_assert!(chunk.len() <= max, "asked for {} bytes, got {}", max, chunk.len());
                         got.extend_from_slice(&chunk);
                         read_of.insert(id, got.len());
-                        // UPD after the first read, and whenever a quarter of the window of
-                        // the latest UPD was read since it (Go waits for half); none once FIN
-                        // arrived.
+                        // UPD after the first read, and whenever an update interval of the
+                        // window of the latest UPD was read since it; none once FIN arrived.
                         let (acked, window) = grants.get(&id).copied().unwrap_or((0, INITIAL_PEER_WINDOW));
                         let owed = version == Version::V2
                             && !fin
-                            && (got.len() == chunk.len() || got.len() - acked as usize >= (window / 4) as usize);
+                            && (got.len() == chunk.len() || got.len() - acked as usize >= update_interval(window) as usize);
                         let mut granted = false;
                         for frame in transmit_all(&mut s) {
                             let Frame::Upd { stream_id, consumed, window } = frame else {

@@ -296,6 +296,7 @@ impl Session {
             accept_backlog: self.backlog.len(),
             queued_control: self.control.len() + usize::from(self.nop_queued),
             queued_transmit: self.outbox.len(),
+            round_trip: self.round_trip(),
             stats: self.stats,
             streams,
         }

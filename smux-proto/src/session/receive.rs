@@ -289,7 +289,10 @@ impl Session {
         };
         // Grants while reading (`reclaim`) are for a busy stream; at creation it is idle.
         let replies = self.reply_room(stream, 0);
-        let path = self.path_window(stream);
+        let path = self.path_window(id);
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
         let mut grant = self
             .credit
             .choose(id, &stream.recv_window, reclaim, replies, path);
@@ -311,9 +314,12 @@ impl Session {
         self.set_window(id, window);
     }
 
-    /// The window the path needs for `stream`, from what it consumed since its previous grant
-    /// (see `path.rs`).
-    fn path_window(&self, stream: &Stream) -> u32 {
+    /// The window the path needs for stream `id`, from what it consumed since its previous
+    /// grant (see `path.rs`).
+    fn path_window(&mut self, id: StreamId) -> u32 {
+        let Some(stream) = self.streams.get(&id) else {
+            return u32::MAX;
+        };
         let window = &stream.recv_window;
         let elapsed = match (window.last_grant, self.path.round_trip()) {
             (Some(at), _) => self.now.saturating_duration_since(at),
@@ -321,8 +327,21 @@ impl Session {
             (None, Some(rtt)) => rtt,
             (None, None) => Duration::ZERO,
         };
-        self.path
-            .window(window.consumed_since_grant(), elapsed, window.window())
+        let delivered = window.consumed_since_grant();
+        let base = if window.path_base == 0 {
+            window.window()
+        } else {
+            window.path_base
+        };
+        let sharers = self.credit.sharers();
+        let current = window.window();
+        let (chosen, base) =
+            self.path
+                .window(delivered, elapsed, (base, current), sharers, self.now);
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.recv_window.path_base = base;
+        }
+        chosen
     }
 
     /// Grants `window` to stream `id` and owes the peer an UPD carrying it (one, however many
@@ -398,7 +417,10 @@ impl Session {
             return;
         };
         let ahead = self.reply_room(stream, stream.send_len());
-        let path = self.path_window(stream);
+        let path = self.path_window(id);
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
         let chosen = self
             .credit
             .choose(id, &stream.recv_window, true, ahead, path)

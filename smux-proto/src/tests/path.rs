@@ -175,10 +175,12 @@ fn a_stream_fills_a_200_ms_path() {
         "{:.1} % of the link",
         run.goodput / RATE as f64 * 100.0
     );
-    // Once up to speed, what waits in the queue is less than half a round trip.
+    // Once up to speed, what waits in the queue is less than the round trip (the worst is
+    // right after a drain, see `path.rs`), where the whole budget would leave 0.7 s at the
+    // start.
     let run = bulk(&link, 48 * MIB, Duration::from_secs(1), v2());
     eprintln!("{run:?}");
-    assert!(run.worst_queue <= Duration::from_millis(100), "{run:?}");
+    assert!(run.worst_queue <= Duration::from_millis(150), "{run:?}");
 }
 
 #[test]
