@@ -8,10 +8,12 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
@@ -50,7 +52,11 @@ async fn deliver<W: AsyncWrite + Unpin>(
     relayed: &AtomicU64,
 ) -> io::Result<()> {
     while let Some(chunk) = line.recv().await {
-        sleep_until(chunk.arrives).await;
+        // A due chunk goes at once: a sleep, even one already past, waits for the timer's
+        // next turn.
+        if chunk.arrives > Instant::now() {
+            sleep_until(chunk.arrives).await;
+        }
         to.write_all(&chunk.data).await?;
         relayed.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
     }
@@ -71,6 +77,9 @@ struct Bottleneck {
     departing: Option<(Instant, OwnedSemaphorePermit)>,
     /// When the link finished (or finishes) serializing the last chunk that started.
     link_free: Instant,
+    /// When a full queue got room again (the departure that made it), while the reader has
+    /// not yet looked whether the sender had bytes waiting.
+    room_since: Option<Instant>,
 }
 
 impl Bottleneck {
@@ -82,6 +91,7 @@ impl Bottleneck {
             line,
             departing: None,
             link_free: Instant::now(),
+            room_since: None,
         }
     }
 
@@ -106,17 +116,30 @@ impl Bottleneck {
                 .max(1)
                 .saturating_sub(self.queued)
                 .min(CHUNK);
+            if !ended && room > 0 && self.room_since.is_some() {
+                // A sender held back by a full queue sends again the moment the queue has
+                // room, not when this task gets around to it (timers fire up to a millisecond
+                // late, which at 1 Gbit/s is a whole 128 KiB queue): bytes already waiting
+                // count as arrived then, until the queue is full again or none are waiting.
+                let since = self.room_since.expect("checked");
+                match poll_once(&mut from, &mut buf[..room]) {
+                    Poll::Ready(Ok(0)) => ended = true,
+                    Poll::Ready(Ok(n)) => self.enqueue(since, &buf[..n]),
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => self.room_since = None,
+                }
+                continue;
+            }
             let head_len = self.queue.front().map_or(0, |(_, data)| data.len());
             let departs = self.departing.as_ref().map(|(at, _)| *at);
+            if departs.is_some_and(|at| at <= Instant::now()) {
+                // Behind schedule: no waiting for the timer's next turn.
+                self.depart(room == 0, &tx);
+                continue;
+            }
             tokio::select! {
-                // The head has left the queue: into the delay line.
                 () = sleep_until(departs.unwrap_or_else(Instant::now)), if departs.is_some() => {
-                    let (at, permit) = self.departing.take().expect("departing");
-                    let (_, data) = self.queue.pop_front().expect("a departing head");
-                    self.queued -= data.len();
-                    let arrives = at + self.spec.one_way_delay;
-                    // The writer is gone only if it failed, and then `run` returns its error.
-                    let _ = tx.send(InFlight { arrives, data, _permit: permit });
+                    self.depart(room == 0, &tx);
                 }
                 // The delay line was full and has room for the head now.
                 permit = self.line.clone().acquire_many_owned(head_len as u32),
@@ -130,12 +153,35 @@ impl Bottleneck {
                     if n == 0 {
                         ended = true;
                     } else {
-                        self.queue.push_back((Instant::now(), buf[..n].to_vec()));
-                        self.queued += n;
+                        self.enqueue(Instant::now(), &buf[..n]);
                     }
                 }
             }
         }
+    }
+
+    /// The head has left the queue: into the delay line. `was_full`: the queue had no room
+    /// before, so it has since the head's departure.
+    fn depart(&mut self, was_full: bool, tx: &mpsc::UnboundedSender<InFlight>) {
+        let (at, permit) = self.departing.take().expect("departing");
+        let (_, data) = self.queue.pop_front().expect("a departing head");
+        if was_full {
+            self.room_since = Some(at);
+        }
+        self.queued -= data.len();
+        let arrives = at + self.spec.one_way_delay;
+        // The writer is gone only if it failed, and then `run` returns its error.
+        let _ = tx.send(InFlight {
+            arrives,
+            data,
+            _permit: permit,
+        });
+    }
+
+    /// Adds `data`, arrived at `at`, to the queue.
+    fn enqueue(&mut self, at: Instant, data: &[u8]) {
+        self.queue.push_back((at, data.to_vec()));
+        self.queued += data.len();
     }
 
     /// Starts serializing the head of the queue if none is departing and the delay line has
@@ -163,5 +209,16 @@ impl Bottleneck {
         let departs = start + self.spec.serialization(data.len());
         self.link_free = departs;
         self.departing = Some((departs, permit));
+    }
+}
+
+/// Reads into `buf` only if bytes (or the end, or an error) are there now.
+fn poll_once<R: AsyncRead + Unpin>(from: &mut R, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut read = ReadBuf::new(buf);
+    match Pin::new(from).poll_read(&mut cx, &mut read) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
