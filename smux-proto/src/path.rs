@@ -17,57 +17,60 @@
 //!   until a probe sent half a round trip later is answered; that sample replaces the estimate
 //!   (so it also follows a path that got longer). A drain costs about a third of the link for
 //!   a round trip and a half.
-//! - **Delivery rate.** At each grant, the bytes the stream consumed since its previous grant,
-//!   over the time between them. Data comes in bursts at the bottleneck's rate, so one grant
-//!   interval is enough: a stream held back by its window is granted enough for the whole
-//!   link in a round trip.
+//! - **Delivery rate.** The bytes a stream consumed over a round trip or more. A stream held
+//!   back by its window delivers all of it in a round trip, and is granted more: the window
+//!   grows by the margin and an update interval each round trip.
+//! - **New streams.** Until a stream's rate was measured, what came since its previous grant
+//!   came in a burst, at the bottleneck's rate: if that rate wants more than twice its window,
+//!   the window jumps there (a stream is up to speed in a round trip, on a 200 ms path too).
 //!
-//! The window never shrinks by more than a sixteenth at a grant (one slow interval, a reader
-//! that paused, must not throttle a bulk transfer; a busy stream is granted about eight times
-//! per window) nor grows by more than a quarter, and never goes below [`MIN_PATH_WINDOW`]
-//! (shared among the busy streams).
+//! The window never shrinks by more than a quarter at a measurement (one slow interval, a
+//! reader that paused, must not throttle a bulk transfer) nor grows by more than a quarter at
+//! a grant, and never goes below [`MIN_PATH_WINDOW`] (shared among the busy streams).
 //! Until the first sample, a grant is at most [`UNKNOWN_PATH_WINDOW`].
 
 use std::time::{Duration, Instant};
 
 use crate::stream_id::StreamId;
 
-/// Windows granted to a stream being read, in round trips of what it delivers: enough to keep
-/// the link busy while UPDs go out every eighth of a window (`window::update_interval`),
-/// little enough that the queue they leave is a fraction of a round trip.
-pub(crate) const PATH_WINDOWS: f64 = 1.3;
+/// Windows granted to a stream being read, in round trips of what it delivers, besides the
+/// update interval (`window::update_interval`: the peer learns of consumed bytes an UPD late):
+/// enough to keep the link busy, little enough that the queue they leave is a fraction of a
+/// round trip.
+pub(crate) const PATH_WINDOWS: f64 = 1.15;
 
 /// The least the streams being read are granted together by path sizing (each gets its share):
 /// on loopback, where a round trip is tens of microseconds, a smaller window makes a fast
 /// stream wait for every UPD.
 pub(crate) const MIN_PATH_WINDOW: u32 = 256 * 1024;
 
-/// The most a stream is granted before the first round-trip sample (twice Go's initial window).
+/// The most the streams are granted before the first round-trip sample, shared among the busy
+/// ones (twice Go's initial window).
 pub(crate) const UNKNOWN_PATH_WINDOW: u32 = 512 * 1024;
 
 /// How often the queue is drained to measure the path afresh (see "Drains" above).
 pub(crate) const DRAIN_EVERY: Duration = Duration::from_secs(10);
 
-/// The first drain, this long after the first sample (or ten round trips, if longer): the
-/// first samples may have waited behind what new streams sent under Go's fixed initial window,
-/// which can be far more than the path holds.
+/// The first drain, this long after the first sample: the first samples may have waited
+/// behind what new streams sent under Go's fixed initial window, which can be far more than
+/// the path holds. (Also the time to the next drain while drains keep finding the round trip
+/// shorter.)
 pub(crate) const FIRST_DRAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// During a drain, windows are this share of what the path needs: less than the
 /// bandwidth-delay product, so what queued leaves.
 const DRAIN_SHARE: f64 = 0.6;
 
-/// A grant widens a window by this factor at most, unless it is less than half what the path
-/// needs: a window that jumps lets the peer send the difference at once, and it waits in a
-/// queue. (Grants come about eight times per window.)
+/// A grant widens a window by this factor at most: a window that jumps lets the peer send the
+/// difference at once, and it waits in a queue. (Grants come about eight times per window.)
 const MAX_GROWTH: f64 = 1.25;
+
+/// Burst rates over less time than this are taken over this time (a burst read at once).
+const MIN_INTERVAL: Duration = Duration::from_micros(100);
 
 /// A probe unanswered for this long gives way to a probe on another stream (its stream's
 /// writer may have nothing to send).
 const PROBE_STALE: Duration = Duration::from_secs(1);
-
-/// Rate samples over less time than this are taken over this time (a burst read at once).
-const MIN_INTERVAL: Duration = Duration::from_micros(100);
 
 /// An UPD sent at `sent_at` that let stream `stream` send past `beyond`.
 #[derive(Debug, Clone, Copy)]
@@ -93,12 +96,24 @@ pub(crate) struct PathEstimate {
     rtt: Option<Duration>,
     next_drain: Option<Instant>,
     drain: Option<Drain>,
+    /// The latest drain found the round trip much shorter than estimated: the queue may have
+    /// been standing since the start, and the windows sized on it too. The next drain, soon,
+    /// goes deep (down to the least windows) to empty it.
+    deep: bool,
+    /// The origin of [`stamp`](Self::stamp)s.
+    origin: Option<Instant>,
 }
 
 impl PathEstimate {
     /// The round-trip time the windows are sized for.
     pub(crate) fn round_trip(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    /// `now` in microseconds since the first call, wrapping (see [`StreamPath`]).
+    fn stamp(&mut self, now: Instant) -> u32 {
+        let origin = *self.origin.get_or_insert(now);
+        now.saturating_duration_since(origin).as_micros() as u32
     }
 
     /// An UPD of `stream` went out at `now`, letting the peer send past `beyond` (the limit it
@@ -141,16 +156,25 @@ impl PathEstimate {
     fn sample(&mut self, sent_at: Instant, now: Instant) {
         let rtt = now.saturating_duration_since(sent_at);
         match (self.drain, self.rtt) {
-            (Some(drain), _) if sent_at >= drain.settled => {
-                // Measured with the queue drained: the path as it is now, longer or not.
+            (Some(drain), before) if sent_at >= drain.settled => {
+                // Measured with the queue drained, or less of it: the path as it is now,
+                // longer or not. If that is much less than before, the drain may not have
+                // emptied a queue that was standing since the start: another follows soon.
                 self.rtt = Some(rtt);
                 self.drain = None;
-                self.next_drain = Some(now + DRAIN_EVERY);
+                let shrunk = before.is_some_and(|b| rtt < b.mul_f64(0.9));
+                self.deep = shrunk;
+                let next = if shrunk {
+                    FIRST_DRAIN_AFTER
+                } else {
+                    DRAIN_EVERY
+                };
+                self.next_drain = Some(now + next);
             }
             (_, Some(least)) => self.rtt = Some(least.min(rtt)),
             (_, None) => {
                 self.rtt = Some(rtt);
-                self.next_drain = Some(now + FIRST_DRAIN_AFTER.max(10 * rtt));
+                self.next_drain = Some(now + FIRST_DRAIN_AFTER);
             }
         }
     }
@@ -181,44 +205,102 @@ impl PathEstimate {
         true
     }
 
-    /// The window for a stream being read that consumed `delivered` bytes in `elapsed` since
-    /// its previous grant, at `now`; `base` is the window path sizing chose for it last
-    /// (outside drains), `current` its window now, and `sharers` streams hold windows wider
-    /// than the floor. Returns the window to grant and the new `base`.
+    /// The window to grant stream `stream` (see [`StreamPath`]), which consumed `consumed`
+    /// bytes so far (and `since_grant` of them since its previous grant) and whose window is
+    /// `current` now, at `now`; `sharers` streams hold windows wider than the floor.
     pub(crate) fn window(
         &mut self,
-        delivered: u64,
-        elapsed: Duration,
-        (base, current): (u32, u32),
+        stream: &mut StreamPath,
+        (consumed, since_grant): (u64, u64),
+        current: u32,
         sharers: usize,
         now: Instant,
-    ) -> (u32, u32) {
+    ) -> u32 {
+        let stamp = self.stamp(now);
+        let since = |then: u32| Duration::from_micros(u64::from(stamp.wrapping_sub(then)));
+        let last_grant = stream.last_grant.replace(stamp);
+        let mark_here = Some((stamp, consumed as u32));
         let Some(rtt) = self.rtt else {
-            return (UNKNOWN_PATH_WINDOW, UNKNOWN_PATH_WINDOW);
+            stream.mark = mark_here;
+            return (UNKNOWN_PATH_WINDOW / sharers.max(1) as u32).max(MIN_PATH_WINDOW / 4);
         };
         let least = f64::from(MIN_PATH_WINDOW) / sharers.max(1) as f64;
         let clamp = |w: f64| w.clamp(least, f64::from(u32::MAX)) as u32;
-        let base = f64::from(base);
+        let current = f64::from(current);
+        let mut base = if stream.base == 0 {
+            current
+        } else {
+            f64::from(stream.base)
+        };
         if self.draining(now) {
             // Against the window before the drain: the rate measured meanwhile is held down
             // by the drain itself.
-            return (clamp(DRAIN_SHARE * base), clamp(base));
+            stream.mark = None;
+            stream.measured = false;
+            let share = if self.deep { 0.0 } else { DRAIN_SHARE };
+            return clamp(share * base);
         }
-        let rate = delivered as f64 / elapsed.max(MIN_INTERVAL).as_secs_f64();
-        let sized = PATH_WINDOWS * rate * rtt.as_secs_f64();
-        // Far too narrow (a new stream, a path just measured): no time to lose.
-        let widen = |from: f64, to: f64| {
-            if to > 2.0 * from {
-                to
-            } else {
-                to.min(from * MAX_GROWTH)
+        match stream.mark {
+            Some((at, from)) if since(at) >= rtt => {
+                // Over a round trip at least. The first measurement after a stream started, or
+                // after a drain, may cover time it waited for a window being widened: it only
+                // widens.
+                let elapsed = since(at).as_secs_f64();
+                let rate = f64::from((consumed as u32).wrapping_sub(from)) / elapsed;
+                let floor = if stream.measured {
+                    base * 3.0 / 4.0
+                } else {
+                    base
+                };
+                base = sized(rate, rtt, base).max(floor);
+                stream.mark = mark_here;
+                stream.measured = true;
             }
-        };
-        let chosen = widen(base, sized).max(base * 15.0 / 16.0);
+            Some(_) => {}
+            None => stream.mark = mark_here,
+        }
+        if !stream.measured {
+            // A new stream (or the first grant after the path was measured): what came since
+            // the previous grant came in a burst, at the bottleneck's rate. Far more than the
+            // window takes a round trip at that rate: no time to lose.
+            let elapsed = last_grant.map_or(rtt, since);
+            let burst = since_grant as f64 / elapsed.max(MIN_INTERVAL).as_secs_f64();
+            let sized = sized(burst, rtt, base);
+            if sized > 2.0 * base {
+                stream.base = clamp(sized);
+                // The rate is measured from here, at the new window.
+                stream.mark = mark_here;
+                return stream.base;
+            }
+        }
+        stream.base = clamp(base);
         // After a drain, back to `base` a step at a time.
-        let granted = widen(f64::from(current), chosen);
-        (clamp(granted), clamp(chosen))
+        clamp(base.min(current * MAX_GROWTH).max(least))
     }
+}
+
+/// The window a stream delivering `rate` bytes per second over a path of `rtt` needs, with
+/// `window` now: its bandwidth-delay product with a margin of [`PATH_WINDOWS`], and the bytes
+/// the peer waits for between two UPDs (the update interval).
+fn sized(rate: f64, rtt: Duration, window: f64) -> f64 {
+    let interval = crate::window::update_interval(window.min(f64::from(u32::MAX)) as u32);
+    PATH_WINDOWS * rate * rtt.as_secs_f64() + f64::from(interval)
+}
+
+/// What path sizing keeps for one stream. Instants are microseconds since the session's first
+/// grant, 32 bits wide (`PathEstimate::stamp`): they wrap after 71 minutes, and a stream idle
+/// for that long measures one rate wrong, once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamPath {
+    /// The window chosen last outside drains; 0 before the first.
+    base: u32,
+    /// Where the current rate measurement began: when, and the bytes consumed then (their
+    /// low 32 bits).
+    mark: Option<(u32, u32)>,
+    /// When the latest grant was made.
+    last_grant: Option<u32>,
+    /// A rate was measured over a round trip.
+    measured: bool,
 }
 
 #[cfg(test)]
@@ -226,6 +308,7 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const S: Duration = Duration::from_secs(1);
 
     /// The origin of the virtual clock.
     fn origin() -> Instant {
@@ -254,6 +337,48 @@ mod tests {
         assert_eq!(p.round_trip(), Some(40 * MS));
     }
 
+    /// A stream that consumes `rate` bytes per second from `start`, granted at the instants
+    /// `at` (after `start`); returns its windows.
+    fn grants(
+        p: &mut PathEstimate,
+        s: &mut StreamPath,
+        start: Instant,
+        rate: f64,
+        window: u32,
+        at: &[Duration],
+    ) -> Vec<u32> {
+        let mut window = window;
+        let mut before = (rate * at[0].as_secs_f64()) as u64;
+        at.iter()
+            .map(|&t| {
+                let consumed = (rate * t.as_secs_f64()) as u64;
+                let since = consumed - before;
+                before = consumed;
+                window = p.window(s, (consumed, since), window, 1, start + t);
+                window
+            })
+            .collect()
+    }
+
+    fn every(step: Duration, from: Duration, to: Duration) -> Vec<Duration> {
+        let mut v = Vec::new();
+        let mut t = from;
+        while t <= to {
+            v.push(t);
+            t += step;
+        }
+        v
+    }
+
+    /// What a stream delivering `rate` needs over a path of `rtt`, once settled.
+    fn need(rate: f64, rtt: Duration) -> u32 {
+        let mut w = 1.0;
+        for _ in 0..50 {
+            w = sized(rate, rtt, w);
+        }
+        w as u32
+    }
+
     #[test]
     fn a_drain_measures_the_path_afresh() {
         let t0 = origin();
@@ -267,47 +392,44 @@ mod tests {
         probe(&mut p, t0, 160 * MS);
         probe(&mut p, t0 + 200 * MS, 170 * MS);
         assert_eq!(p.round_trip(), Some(160 * MS), "queues only add");
-        let (full, base) = p.window(1_000_000, 100 * MS, (1, 1), 1, t0 + 400 * MS);
-        assert_eq!(
-            (full, base),
-            (2_080_000, 2_080_000),
-            "1.3 x 10 MB/s x 160 ms"
+        // 10 MB/s: the window comes down to what 160 ms need.
+        let mut s = StreamPath::default();
+        let w = grants(
+            &mut p,
+            &mut s,
+            t0,
+            10e6,
+            2_200_000,
+            &every(20 * MS, 400 * MS, S),
         );
-        // The first drain (ten round trips after the first sample, more than a second): the
-        // windows are 0.6 of the window before it, whatever the rate meanwhile...
-        let drain_at = t0 + 160 * MS + 10 * 160 * MS;
-        assert_eq!(
-            p.window(1, 100 * MS, (base, base), 1, drain_at),
-            (1_248_000, base)
-        );
+        let full = *w.last().unwrap();
+        assert!(full.abs_diff(need(10e6, 160 * MS)) < 5_000, "{w:?}");
+        // The first drain, a second after the first sample: 0.6 of the window before it,
+        // whatever the rate meanwhile...
+        let drain_at = t0 + 160 * MS + FIRST_DRAIN_AFTER;
+        let drained = (f64::from(full) * DRAIN_SHARE) as u32;
+        assert_eq!(p.window(&mut s, (0, 0), full, 1, drain_at), drained);
         // ... a probe sent before the drain settled does not end it (its sample counts)...
         probe(&mut p, drain_at + 10 * MS, 120 * MS);
         assert_eq!(p.round_trip(), Some(120 * MS));
         assert_eq!(
-            p.window(1, 100 * MS, (base, base), 1, drain_at + 200 * MS),
-            (1_248_000, base)
+            p.window(&mut s, (0, 0), drained, 1, drain_at + 60 * MS),
+            drained
         );
-        // ... one sent after it does, and its sample is the estimate, even if longer.
-        probe(&mut p, drain_at + 200 * MS, 140 * MS);
-        assert_eq!(p.round_trip(), Some(140 * MS));
-        let after = drain_at + 400 * MS;
-        assert_eq!(
-            p.window(1_000_000, 100 * MS, (1, 1), 1, after),
-            (1_820_000, 1_820_000)
-        );
-        // The next drain is DRAIN_EVERY later; one that gets no answer ends at its deadline.
-        let next = drain_at + 340 * MS + DRAIN_EVERY;
-        assert_eq!(
-            p.window(1_000_000, 100 * MS, (1_820_000, 1_820_000), 1, next)
-                .0,
-            1_092_000
-        );
-        let late = next + 600 * MS;
-        assert_eq!(
-            p.window(1_000_000, 100 * MS, (1_820_000, 1_820_000), 1, late)
-                .0,
-            1_820_000
-        );
+        // ... one sent after it does, and its sample is the estimate.
+        probe(&mut p, drain_at + 100 * MS, 100 * MS);
+        assert_eq!(p.round_trip(), Some(100 * MS));
+        // Back to the window before the drain a quarter at a time.
+        let after = drain_at + 300 * MS;
+        let w1 = p.window(&mut s, (0, 0), drained, 1, after);
+        assert_eq!(w1, (f64::from(drained) * MAX_GROWTH) as u32);
+        // The estimate fell much: the queue may have stood since the start. The next drain
+        // comes a second later and goes deep, to the least windows.
+        let next = drain_at + 200 * MS + FIRST_DRAIN_AFTER;
+        assert_eq!(p.window(&mut s, (0, 0), full, 1, next), MIN_PATH_WINDOW);
+        // One that gets no answer ends at its deadline.
+        let late = next + 500 * MS;
+        assert_eq!(p.window(&mut s, (0, 0), full, 1, late), full);
     }
 
     #[test]
@@ -338,30 +460,56 @@ mod tests {
         let t0 = origin();
         let id = StreamId::new(1);
         let mut p = PathEstimate::default();
-        let now = t0 + 50 * MS;
-        assert_eq!(p.window(1 << 20, MS, (1, 1), 1, now).0, UNKNOWN_PATH_WINDOW);
+        let mut s = StreamPath::default();
+        assert_eq!(
+            p.window(&mut s, (0, 0), 1 << 20, 1, t0),
+            UNKNOWN_PATH_WINDOW
+        );
+        assert_eq!(
+            p.window(&mut s, (0, 0), 1 << 20, 4, t0),
+            UNKNOWN_PATH_WINDOW / 4,
+            "shared among the busy streams"
+        );
         p.update_sent(id, 0, t0);
         p.data_received(id, 1, t0 + 40 * MS);
-        // 12.5 MB/s (100 Mbit/s) over 40 ms: 500 kB in flight, granted 1.3 times that.
-        assert_eq!(p.window(125_000, 10 * MS, (1, 1), 1, now).0, 650_000);
-        // A slow interval shrinks the window by a sixteenth at most...
-        assert_eq!(
-            p.window(1000, 10 * MS, (1_600_000, 1_600_000), 1, now).0,
-            1_500_000
+        // 12.5 MB/s (100 Mbit/s) over 40 ms: 500 kB in flight, granted 1.15 times that and
+        // an update interval. A stream that had more comes down a quarter per round trip.
+        let mut s = StreamPath::default();
+        let w = grants(
+            &mut p,
+            &mut s,
+            t0,
+            12.5e6,
+            1 << 20,
+            &every(10 * MS, 50 * MS, 900 * MS),
         );
-        // ... and a fast one widens it by a quarter, unless it is less than half the need.
-        assert_eq!(
-            p.window(125_000, 10 * MS, (400_000, 400_000), 1, now).0,
-            500_000
-        );
-        assert_eq!(
-            p.window(125_000, 10 * MS, (300_000, 300_000), 1, now).0,
-            650_000
-        );
+        let need_40ms = need(12.5e6, 40 * MS);
+        assert!((650_000..670_000).contains(&need_40ms), "{need_40ms}");
+        assert_eq!(*w.last().unwrap(), need_40ms, "{w:?}");
+        assert!(w.windows(2).all(|p| p[1] >= p[0] * 3 / 4), "{w:?}");
+        // A new stream whose first burst (at the bottleneck's rate) wants more than twice its
+        // window jumps there.
+        let mut new = StreamPath::default();
+        let first = p.window(&mut new, (64 * 1024, 0), 256 * 1024, 1, t0 + 300 * MS);
+        assert_eq!(first, 256 * 1024);
+        let jump = p.window(&mut new, (128 * 1024, 64 * 1024), first, 1, t0 + 305 * MS);
+        let burst = 64.0 * 1024.0 / 0.005;
+        assert_eq!(jump, sized(burst, 40 * MS, 256.0 * 1024.0) as u32);
+        assert!(jump > 2 * first);
         // Never below the minimum, shared among the busy streams.
-        assert_eq!(p.window(10, 10 * MS, (1, 1), 1, now).0, MIN_PATH_WINDOW);
-        assert_eq!(p.window(10, 10 * MS, (1, 1), 4, now).0, MIN_PATH_WINDOW / 4);
-        // A burst read at once is taken over MIN_INTERVAL, not over no time at all.
-        assert!(p.window(64 * 1024, Duration::ZERO, (1, 1), 1, now).0 < u32::MAX);
+        let mut slow = StreamPath::default();
+        let w = grants(
+            &mut p,
+            &mut slow,
+            t0,
+            1000.0,
+            300_000,
+            &every(10 * MS, 50 * MS, 900 * MS),
+        );
+        assert_eq!(*w.last().unwrap(), MIN_PATH_WINDOW);
+        assert_eq!(
+            p.window(&mut slow, (0, 0), 10, 4, t0 + 900 * MS),
+            MIN_PATH_WINDOW / 4
+        );
     }
 }

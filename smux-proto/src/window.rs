@@ -130,10 +130,8 @@ pub(crate) struct RecvWindow {
     /// The limit (`granted()`) the latest UPD framed carried: what the peer knows, once it
     /// arrives.
     announced: u64,
-    /// When the latest grant was made (for the delivery rate; see `path.rs`).
-    pub(crate) last_grant: Option<std::time::Instant>,
-    /// The window path sizing chose last, outside drains (see `path.rs`); 0 before.
-    pub(crate) path_base: u32,
+    /// What path sizing keeps for the stream (see `path.rs`).
+    pub(crate) path: crate::path::StreamPath,
 }
 
 /// Data beyond every window the peer may have seen.
@@ -156,8 +154,7 @@ impl RecvWindow {
             limit: u64::from(INITIAL_PEER_WINDOW),
             closed: false,
             announced: u64::from(INITIAL_PEER_WINDOW),
-            last_grant: None,
-            path_base: 0,
+            path: crate::path::StreamPath::default(),
         }
     }
 

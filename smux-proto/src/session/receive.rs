@@ -317,31 +317,15 @@ impl Session {
     /// The window the path needs for stream `id`, from what it consumed since its previous
     /// grant (see `path.rs`).
     fn path_window(&mut self, id: StreamId) -> u32 {
-        let Some(stream) = self.streams.get(&id) else {
+        let sharers = self.credit.sharers();
+        let Some(stream) = self.streams.get_mut(&id) else {
             return u32::MAX;
         };
-        let window = &stream.recv_window;
-        let elapsed = match (window.last_grant, self.path.round_trip()) {
-            (Some(at), _) => self.now.saturating_duration_since(at),
-            // The first grant: what came so far came within about a round trip.
-            (None, Some(rtt)) => rtt,
-            (None, None) => Duration::ZERO,
-        };
-        let delivered = window.consumed_since_grant();
-        let base = if window.path_base == 0 {
-            window.window()
-        } else {
-            window.path_base
-        };
-        let sharers = self.credit.sharers();
+        let window = &mut stream.recv_window;
+        let consumed = (window.consumed(), window.consumed_since_grant());
         let current = window.window();
-        let (chosen, base) =
-            self.path
-                .window(delivered, elapsed, (base, current), sharers, self.now);
-        if let Some(stream) = self.streams.get_mut(&id) {
-            stream.recv_window.path_base = base;
-        }
-        chosen
+        self.path
+            .window(&mut window.path, consumed, current, sharers, self.now)
     }
 
     /// Grants `window` to stream `id` and owes the peer an UPD carrying it (one, however many
@@ -350,7 +334,6 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        stream.recv_window.last_grant = Some(self.now);
         self.credit.grant(id, &mut stream.recv_window, window);
         if !stream.update_queued {
             stream.update_queued = true;
