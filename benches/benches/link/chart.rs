@@ -313,6 +313,14 @@ fn panel(svg: &mut String, scale: &Scale, left: f64, sc: Scenario, points: &[Poi
             p.share
         );
     }
+    if points.is_empty() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="#888">no result in this run</text>"##,
+            left + PLOT_W / 2.0,
+            PLOT_TOP + PLOT_H / 2.0
+        );
+    }
     // The cases of this panel without a point.
     let missing: Vec<String> = r
         .failed
