@@ -236,7 +236,7 @@ impl PathEstimate {
             // Against the window before the drain: the rate measured meanwhile is held down
             // by the drain itself.
             stream.mark = None;
-            stream.measured = false;
+            stream.drained = true;
             let share = if self.deep { 0.0 } else { DRAIN_SHARE };
             return clamp(share * base);
         }
@@ -260,7 +260,7 @@ impl PathEstimate {
             None => stream.mark = mark_here,
         }
         if !stream.measured {
-            // A new stream (or the first grant after the path was measured): what came since
+            // A new stream (or its first grants after the path was measured): what came since
             // the previous grant came in a burst, at the bottleneck's rate. Far more than the
             // window takes a round trip at that rate: no time to lose.
             let elapsed = last_grant.map_or(rtt, since);
@@ -301,6 +301,8 @@ pub(crate) struct StreamPath {
     last_grant: Option<u32>,
     /// A rate was measured over a round trip.
     measured: bool,
+    /// A drain held the window down since the rate measurement began.
+    drained: bool,
 }
 
 #[cfg(test)]

@@ -96,14 +96,14 @@ impl SendWindow {
 }
 
 /// Bytes consumed between two UPDs of a stream whose window is `window`: an eighth of it, but
-/// not less than 64 KiB (nor more than half, Go's interval, for windows under 128 KiB).
+/// not less than 32 KiB (nor more than half, Go's interval, for windows under 64 KiB).
 ///
 /// The sender learns of consumed bytes one UPD late: to keep the link busy, a window must
 /// exceed the bandwidth-delay product by one interval. With Go's half-window interval that is
 /// twice the product, and whatever a window holds beyond the product waits in a queue; an
 /// eighth needs 8/7 of it. The floor keeps UPDs few where windows are small (on loopback).
 pub(crate) fn update_interval(window: u32) -> u32 {
-    (window / 8).max(64 * 1024).min(window / 2)
+    (window / 8).max(32 * 1024).min(window / 2)
 }
 
 /// Version 2 receive side of one stream: what arrived, what the application consumed, and the
@@ -342,7 +342,8 @@ mod tests {
     fn updates_come_every_eighth_of_a_large_window() {
         assert_eq!(update_interval(100), 50);
         assert_eq!(update_interval(64 * 1024), 32 * 1024);
-        assert_eq!(update_interval(256 * 1024), 64 * 1024);
+        assert_eq!(update_interval(256 * 1024), 32 * 1024);
+        assert_eq!(update_interval(1 << 20), 128 * 1024);
         assert_eq!(update_interval(4 << 20), 512 * 1024);
     }
 

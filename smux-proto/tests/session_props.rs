@@ -21,10 +21,10 @@ use std::io::IoSlice;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Bytes read between two UPDs of a stream with window `window`: an eighth, at least 64 KiB,
+/// Bytes read between two UPDs of a stream with window `window`: an eighth, at least 32 KiB,
 /// at most half (Go's interval) (`window::update_interval`).
 fn update_interval(window: u32) -> u32 {
-    (window / 8).max(64 * 1024).min(window / 2)
+    (window / 8).max(32 * 1024).min(window / 2)
 }
 
 use bytes::{Bytes, BytesMut};
