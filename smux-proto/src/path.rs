@@ -12,8 +12,8 @@
 //!   of either. One such probe is out at a time; the estimate is the smallest sample (queues
 //!   only ever add).
 //! - **Drains.** A sample taken while a queue is standing is too long, and windows sized on it
-//!   keep the queue standing. So now and then ([`FIRST_DRAIN_AFTER`] the first sample, then
-//!   every [`DRAIN_EVERY`]) the windows granted are narrowed below the bandwidth-delay product
+//!   keep the queue standing. So now and then ([`FIRST_DRAIN_AFTER`] the first sample if
+//!   several streams were busy then, then every [`DRAIN_EVERY`]) the windows granted are narrowed below the bandwidth-delay product
 //!   until a probe sent half a round trip later is answered; that sample replaces the estimate
 //!   (so it also follows a path that got longer). A drain costs about a third of the link for
 //!   a round trip and a half.
@@ -51,10 +51,10 @@ pub(crate) const UNKNOWN_PATH_WINDOW: u32 = 512 * 1024;
 /// How often the queue is drained to measure the path afresh (see "Drains" above).
 pub(crate) const DRAIN_EVERY: Duration = Duration::from_secs(10);
 
-/// The first drain, this long after the first sample: the first samples may have waited
-/// behind what new streams sent under Go's fixed initial window, which can be far more than
-/// the path holds. (Also the time to the next drain while drains keep finding the round trip
-/// shorter.)
+/// The first drain, this long after the first sample if several streams were busy then: the
+/// first samples may have waited behind what new streams sent under Go's fixed initial window,
+/// which can be far more than the path holds. (Also the time to the next drain while drains
+/// keep finding the round trip shorter.)
 pub(crate) const FIRST_DRAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// During a drain, windows are this share of what the path needs: less than the
@@ -134,7 +134,14 @@ impl PathEstimate {
     }
 
     /// Data of `stream` arrived at `now`; `received` is its byte count since the stream began.
-    pub(crate) fn data_received(&mut self, stream: StreamId, received: u64, now: Instant) {
+    /// `sharers` streams hold windows wider than the floor.
+    pub(crate) fn data_received(
+        &mut self,
+        stream: StreamId,
+        received: u64,
+        sharers: usize,
+        now: Instant,
+    ) {
         let Some(probe) = self.probe else {
             return;
         };
@@ -142,7 +149,7 @@ impl PathEstimate {
             return;
         }
         self.probe = None;
-        self.sample(probe.sent_at, now);
+        self.sample(probe.sent_at, sharers, now);
     }
 
     /// Stream `stream` will receive nothing more: its probe, if any, is dropped.
@@ -153,7 +160,7 @@ impl PathEstimate {
     }
 
     /// A probe sent at `sent_at` was answered at `now`.
-    fn sample(&mut self, sent_at: Instant, now: Instant) {
+    fn sample(&mut self, sent_at: Instant, sharers: usize, now: Instant) {
         let rtt = now.saturating_duration_since(sent_at);
         match (self.drain, self.rtt) {
             (Some(drain), before) if sent_at >= drain.settled => {
@@ -173,8 +180,15 @@ impl PathEstimate {
             }
             (_, Some(least)) => self.rtt = Some(least.min(rtt)),
             (_, None) => {
+                // Several streams' initial windows may have queued ahead of the first samples;
+                // one stream's is what the path holds in the first round trip anyway.
                 self.rtt = Some(rtt);
-                self.next_drain = Some(now + FIRST_DRAIN_AFTER);
+                let first = if sharers > 1 {
+                    FIRST_DRAIN_AFTER
+                } else {
+                    DRAIN_EVERY
+                };
+                self.next_drain = Some(now + first);
             }
         }
     }
@@ -325,17 +339,17 @@ mod tests {
         let mut p = PathEstimate::default();
         assert_eq!(p.round_trip(), None);
         p.update_sent(id, 1000, t0);
-        p.data_received(id, 1000, t0 + 5 * MS);
-        p.data_received(StreamId::new(3), 5000, t0 + 6 * MS);
+        p.data_received(id, 1000, 2, t0 + 5 * MS);
+        p.data_received(StreamId::new(3), 5000, 2, t0 + 6 * MS);
         assert_eq!(
             p.round_trip(),
             None,
             "not past the limit, or another stream"
         );
-        p.data_received(id, 1001, t0 + 40 * MS);
+        p.data_received(id, 1001, 2, t0 + 40 * MS);
         assert_eq!(p.round_trip(), Some(40 * MS));
         // Answered: later data is no sample.
-        p.data_received(id, 9000, t0 + 90 * MS);
+        p.data_received(id, 9000, 2, t0 + 90 * MS);
         assert_eq!(p.round_trip(), Some(40 * MS));
     }
 
@@ -388,7 +402,7 @@ mod tests {
         let mut p = PathEstimate::default();
         let probe = |p: &mut PathEstimate, at: Instant, rtt: Duration| {
             p.update_sent(id, 0, at);
-            p.data_received(id, 1, at + rtt);
+            p.data_received(id, 1, 2, at + rtt);
         };
         // The first samples waited behind a queue.
         probe(&mut p, t0, 160 * MS);
@@ -441,15 +455,15 @@ mod tests {
         let mut p = PathEstimate::default();
         p.update_sent(a, 10, t0);
         p.update_sent(b, 10, t0 + 10 * MS);
-        p.data_received(b, 11, t0 + 50 * MS);
+        p.data_received(b, 11, 2, t0 + 50 * MS);
         assert_eq!(p.round_trip(), None, "a's probe was still out");
         p.update_sent(b, 20, t0 + 2 * PROBE_STALE);
-        p.data_received(b, 21, t0 + 2 * PROBE_STALE + 30 * MS);
+        p.data_received(b, 21, 2, t0 + 2 * PROBE_STALE + 30 * MS);
         assert_eq!(p.round_trip(), Some(30 * MS));
         p.update_sent(a, 10, t0 + 3 * PROBE_STALE);
         p.stream_ended(a);
         p.update_sent(b, 30, t0 + 3 * PROBE_STALE);
-        p.data_received(b, 31, t0 + 3 * PROBE_STALE + 20 * MS);
+        p.data_received(b, 31, 2, t0 + 3 * PROBE_STALE + 20 * MS);
         assert_eq!(
             p.round_trip(),
             Some(20 * MS),
@@ -473,7 +487,7 @@ mod tests {
             "shared among the busy streams"
         );
         p.update_sent(id, 0, t0);
-        p.data_received(id, 1, t0 + 40 * MS);
+        p.data_received(id, 1, 2, t0 + 40 * MS);
         // 12.5 MB/s (100 Mbit/s) over 40 ms: 500 kB in flight, granted 1.15 times that and
         // an update interval. A stream that had more comes down a quarter per round trip.
         let mut s = StreamPath::default();

@@ -153,7 +153,8 @@ impl Session {
             }
             stream.recv_window.active_epoch = self.credit.epoch();
             let received = stream.recv_window.received();
-            self.path.data_received(id, received, self.now);
+            let sharers = self.credit.sharers();
+            self.path.data_received(id, received, sharers, self.now);
         }
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
