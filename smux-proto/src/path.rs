@@ -183,7 +183,9 @@ impl PathEstimate {
                 // Several streams' initial windows may have queued ahead of the first samples;
                 // one stream's is what the path holds in the first round trip anyway.
                 self.rtt = Some(rtt);
-                let first = if sharers > 1 {
+                let crowded = sharers > 1;
+                self.deep = crowded;
+                let first = if crowded {
                     FIRST_DRAIN_AFTER
                 } else {
                     DRAIN_EVERY
@@ -246,11 +248,19 @@ impl PathEstimate {
         } else {
             f64::from(stream.base)
         };
+        // A window sized for a longer round trip than the path has now (one measured behind a
+        // queue) is scaled down at once.
+        let rtt_us = rtt.as_micros().min(u128::from(u32::MAX)) as u32;
+        if stream.base_rtt > rtt_us {
+            base *= f64::from(rtt_us) / f64::from(stream.base_rtt);
+        }
+        stream.base_rtt = rtt_us;
         if self.draining(now) {
             // Against the window before the drain: the rate measured meanwhile is held down
             // by the drain itself.
             stream.mark = None;
             stream.drained = true;
+            stream.base = clamp(base);
             let share = if self.deep { 0.0 } else { DRAIN_SHARE };
             return clamp(share * base);
         }
@@ -317,6 +327,8 @@ pub(crate) struct StreamPath {
     measured: bool,
     /// A drain held the window down since the rate measurement began.
     drained: bool,
+    /// The round trip `base` was sized for, in microseconds.
+    base_rtt: u32,
 }
 
 #[cfg(test)]
@@ -402,7 +414,7 @@ mod tests {
         let mut p = PathEstimate::default();
         let probe = |p: &mut PathEstimate, at: Instant, rtt: Duration| {
             p.update_sent(id, 0, at);
-            p.data_received(id, 1, 2, at + rtt);
+            p.data_received(id, 1, 1, at + rtt);
         };
         // The first samples waited behind a queue.
         probe(&mut p, t0, 160 * MS);
@@ -420,32 +432,39 @@ mod tests {
         );
         let full = *w.last().unwrap();
         assert!(full.abs_diff(need(10e6, 160 * MS)) < 5_000, "{w:?}");
-        // The first drain, a second after the first sample: 0.6 of the window before it,
-        // whatever the rate meanwhile...
-        let drain_at = t0 + 160 * MS + FIRST_DRAIN_AFTER;
+        // The first drain (one stream busy: DRAIN_EVERY after the first sample): 0.6 of the
+        // window before it, whatever the rate meanwhile...
+        let drain_at = t0 + 160 * MS + DRAIN_EVERY;
         let drained = (f64::from(full) * DRAIN_SHARE) as u32;
         assert_eq!(p.window(&mut s, (0, 0), full, 1, drain_at), drained);
-        // ... a probe sent before the drain settled does not end it (its sample counts)...
+        // ... a probe sent before the drain settled does not end it (its sample counts, and
+        // the window is scaled to it)...
         probe(&mut p, drain_at + 10 * MS, 120 * MS);
         assert_eq!(p.round_trip(), Some(120 * MS));
-        assert_eq!(
-            p.window(&mut s, (0, 0), drained, 1, drain_at + 60 * MS),
-            drained
+        let scaled = (f64::from(full) * 120.0 / 160.0 * DRAIN_SHARE) as u32;
+        assert!(
+            p.window(&mut s, (0, 0), drained, 1, drain_at + 60 * MS)
+                .abs_diff(scaled)
+                <= 1
         );
         // ... one sent after it does, and its sample is the estimate.
         probe(&mut p, drain_at + 100 * MS, 100 * MS);
         assert_eq!(p.round_trip(), Some(100 * MS));
-        // Back to the window before the drain a quarter at a time.
+        // Back to the window before the drain, scaled to the shorter round trip (a quarter
+        // above the drain's at most per grant).
         let after = drain_at + 300 * MS;
-        let w1 = p.window(&mut s, (0, 0), drained, 1, after);
-        assert_eq!(w1, (f64::from(drained) * MAX_GROWTH) as u32);
+        let w2 = (f64::from(full) * 100.0 / 160.0) as u32;
+        let step = p.window(&mut s, (0, 0), scaled, 1, after);
+        assert_eq!(step, (f64::from(scaled) * MAX_GROWTH) as u32);
+        let w1 = p.window(&mut s, (0, 0), step, 1, after);
+        assert!(w1.abs_diff(w2) <= 1, "{w1} {w2}");
         // The estimate fell much: the queue may have stood since the start. The next drain
         // comes a second later and goes deep, to the least windows.
         let next = drain_at + 200 * MS + FIRST_DRAIN_AFTER;
         assert_eq!(p.window(&mut s, (0, 0), full, 1, next), MIN_PATH_WINDOW);
         // One that gets no answer ends at its deadline.
         let late = next + 500 * MS;
-        assert_eq!(p.window(&mut s, (0, 0), full, 1, late), full);
+        assert_eq!(p.window(&mut s, (0, 0), w1, 1, late), w1);
     }
 
     #[test]

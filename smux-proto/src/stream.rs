@@ -458,11 +458,11 @@ mod tests {
         // The per-stream cost of 100,000 idle streams: keep it in check. (232 since the v2
         // receive window counts in u64 for the shared receive budget, 240 since the send
         // window counts in u64 too, for the room for replies; 248 since a stream keeps where
-        // its output ends, so that it flushes without waiting for the others; 280 since the
+        // its output ends, so that it flushes without waiting for the others; 288 since the
         // v2 receive window keeps what it announced and what path sizing measures, to size
         // windows to the path.)
         let size = std::mem::size_of::<Stream>();
         eprintln!("Stream: {size} bytes");
-        assert!(size <= 280, "{size}");
+        assert!(size <= 288, "{size}");
     }
 }
