@@ -271,11 +271,12 @@ impl PathEstimate {
                 // widens.
                 let elapsed = since(at).as_secs_f64();
                 let rate = f64::from((consumed as u32).wrapping_sub(from)) / elapsed;
-                let floor = if stream.measured {
+                let floor = if stream.measured && !stream.drained {
                     base * 3.0 / 4.0
                 } else {
                     base
                 };
+                stream.drained = false;
                 base = sized(rate, rtt, base).max(floor);
                 stream.mark = mark_here;
                 stream.measured = true;
