@@ -67,6 +67,13 @@ pub(crate) const FIRST_DRAIN_AFTER: Duration = Duration::from_secs(1);
 /// bandwidth-delay product, so what queued leaves.
 const DRAIN_SHARE: f64 = 0.6;
 
+/// A round trip this much longer than the least (and a tenth) shows a queue on the path.
+const QUEUE_SHOWS: Duration = Duration::from_millis(1);
+
+/// A stream that delivered this share of what its window lets through in a round trip uses
+/// its window.
+const USED: f64 = 0.8;
+
 /// A grant widens a window by this factor at most: a window that jumps lets the peer send the
 /// difference at once, and it waits in a queue. (Grants come about eight times per window.)
 const MAX_GROWTH: f64 = 1.25;
@@ -108,6 +115,8 @@ pub(crate) struct PathEstimate {
     deep: bool,
     /// The origin of [`stamp`](Self::stamp)s.
     origin: Option<Instant>,
+    /// The latest sample.
+    latest: Option<Duration>,
 }
 
 impl PathEstimate {
@@ -168,6 +177,7 @@ impl PathEstimate {
     /// A probe sent at `sent_at` was answered at `now`.
     fn sample(&mut self, sent_at: Instant, sharers: usize, now: Instant) {
         let rtt = now.saturating_duration_since(sent_at);
+        self.latest = Some(rtt);
         match (self.drain, self.rtt) {
             (Some(drain), before) if sent_at >= drain.settled => {
                 // Measured with the queue drained, or less of it: the path as it is now,
@@ -270,26 +280,6 @@ impl PathEstimate {
             let share = if self.deep { 0.0 } else { DRAIN_SHARE };
             return clamp(share * base);
         }
-        match stream.mark {
-            Some((at, from)) if since(at) >= rtt => {
-                // Over a round trip at least. The first measurement after a stream started, or
-                // after a drain, may cover time it waited for a window being widened: it only
-                // widens.
-                let elapsed = since(at).as_secs_f64();
-                let rate = f64::from((consumed as u32).wrapping_sub(from)) / elapsed;
-                let floor = if stream.measured && !stream.drained {
-                    base * 3.0 / 4.0
-                } else {
-                    base
-                };
-                stream.drained = false;
-                base = sized(rate, rtt, base).max(floor);
-                stream.mark = mark_here;
-                stream.measured = true;
-            }
-            Some(_) => {}
-            None => stream.mark = mark_here,
-        }
         if !stream.measured {
             // A new stream (or its first grants after the path was measured): what came since
             // the previous grant came in a burst, at the bottleneck's rate. Far more than the
@@ -303,6 +293,40 @@ impl PathEstimate {
                 stream.mark = mark_here;
                 return stream.base;
             }
+        }
+        match stream.mark {
+            Some((at, from)) if since(at) >= rtt => {
+                // Over a round trip at least. The first measurement after a stream started, or
+                // after a drain, may cover time it waited for a window being widened: it only
+                // widens.
+                let elapsed = since(at).as_secs_f64();
+                let rate = f64::from((consumed as u32).wrapping_sub(from)) / elapsed;
+                // Nothing queues on the path while the latest round trip is the least: then a
+                // window wider than the rate wants costs nothing, and a stream that uses about
+                // all its window lets through is held back by it, not by the path: widen it by
+                // half each round trip until a queue shows. Once one shows, windows come down
+                // to what the rate wants, a quarter per round trip at most (one slow interval,
+                // a reader that paused, must not throttle a bulk transfer).
+                let queue_free = self
+                    .latest
+                    .is_some_and(|l| l <= rtt.mul_f64(1.1) + QUEUE_SHOWS);
+                let usable = current - f64::from(crate::window::update_interval(current as u32));
+                let wanted = sized(rate, rtt, base);
+                base = if queue_free || stream.drained || !stream.measured {
+                    let mut widened = wanted.max(base);
+                    if queue_free && rate * rtt.as_secs_f64() >= USED * usable {
+                        widened = widened.max(current * 1.5);
+                    }
+                    widened
+                } else {
+                    wanted.max(base * 3.0 / 4.0)
+                };
+                stream.drained = false;
+                stream.mark = mark_here;
+                stream.measured = true;
+            }
+            Some(_) => {}
+            None => stream.mark = mark_here,
         }
         stream.base = clamp(base);
         // After a drain, back to `base` a step at a time.
@@ -426,9 +450,10 @@ mod tests {
         };
         // The first samples waited behind a queue.
         probe(&mut p, t0, 160 * MS);
-        probe(&mut p, t0 + 200 * MS, 170 * MS);
+        probe(&mut p, t0 + 200 * MS, 190 * MS);
         assert_eq!(p.round_trip(), Some(160 * MS), "queues only add");
-        // 10 MB/s: the window comes down to what 160 ms need.
+        // 10 MB/s with a queue showing (the latest round trip is longer than the least): the
+        // window comes down to what 160 ms need.
         let mut s = StreamPath::default();
         let w = grants(
             &mut p,
@@ -515,6 +540,10 @@ mod tests {
         );
         p.update_sent(id, 0, t0);
         p.data_received(id, 1, 2, t0 + 40 * MS);
+        // A queue shows: the latest round trip is 60 ms.
+        p.update_sent(id, 10, t0);
+        p.data_received(id, 11, 2, t0 + 60 * MS);
+        assert_eq!(p.round_trip(), Some(40 * MS));
         // 12.5 MB/s (100 Mbit/s) over 40 ms: 500 kB in flight, granted 1.15 times that, an
         // update interval and 4 ms of delivery. A stream that had more comes down a quarter per
         // round trip.
@@ -555,5 +584,16 @@ mod tests {
             p.window(&mut slow, (0, 0), 10, 4, t0 + 900 * MS),
             MIN_PATH_WINDOW / 4
         );
+        // No queue shows (the latest round trip is the least) and a stream uses all its
+        // window lets through: the window holds it back, and grows by half each round trip.
+        let mut q = PathEstimate::default();
+        q.update_sent(id, 0, t0);
+        q.data_received(id, 1, 1, t0 + 40 * MS);
+        let mut held = StreamPath::default();
+        let window = 200_000;
+        let every_rtt: Vec<Duration> = (1..=4u32).map(|k| k * 40 * MS).collect();
+        let w = grants(&mut q, &mut held, t0, 200_000.0 / 0.04, window, &every_rtt);
+        assert!(w[1] >= window * 3 / 2, "{w:?}");
+        assert!(w.windows(2).all(|p| p[1] >= p[0]), "{w:?}");
     }
 }
