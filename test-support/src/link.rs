@@ -32,7 +32,11 @@ pub const FRAME: usize = 32 * 1024 + 8;
 /// That many bytes at `RATE` per tick, plus the tick in which the last byte is delivered.
 pub fn one_way_ticks(busy: usize, len: usize) -> u64 {
     let frames = len.div_ceil(FRAME - 8).max(1);
-    let behind_bulk = if len <= LIGHT { 0 } else { busy * FRAME * frames };
+    let behind_bulk = if len <= LIGHT {
+        0
+    } else {
+        busy * FRAME * frames
+    };
     let ahead = BATCH + FRAME + behind_bulk + len + 2 * LINK_BUFFER;
     (ahead.div_ceil(RATE) + 1) as u64
 }
