@@ -169,6 +169,11 @@ impl Credit {
         }
     }
 
+    /// The widest window one stream is granted.
+    pub(crate) fn cap(&self) -> u32 {
+        self.cap
+    }
+
     /// How many streams hold windows wider than the floor (the busy ones, about).
     pub(crate) fn sharers(&self) -> usize {
         self.wide.len()

@@ -200,7 +200,7 @@ impl PathEstimate {
                 // one stream's is what the path holds in the first round trip anyway.
                 self.rtt = Some(rtt);
                 let crowded = sharers > 1;
-                self.deep = crowded;
+                self.deep = false;
                 let first = if crowded {
                     FIRST_DRAIN_AFTER
                 } else {

@@ -430,6 +430,7 @@ impl Session {
         // A new stream starts read-blocked, so its first data is reported as readable.
         self.control.push_back(Control::Syn(id));
         self.create_stream(id);
+        self.narrow_initial_window(id);
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.syn_pending = true;
         }

@@ -280,6 +280,27 @@ impl Session {
         }
     }
 
+    /// Version 2, a stream we opened while others are busy: an UPD right after the SYN narrows
+    /// its initial window (Go's fixed 256 KiB) to a share of it, before the peer writes. Each
+    /// new stream could otherwise have the peer send 256 KiB at once: a handful opened
+    /// together queue megabytes on a slow path, and every round trip measured behind them
+    /// (see `path.rs`) is that much too long. Its window grows with what it delivers.
+    pub(super) fn narrow_initial_window(&mut self, id: StreamId) {
+        let others = self.credit.sharers().saturating_sub(1);
+        if self.config.version != Version::V2 || others == 0 {
+            return;
+        }
+        let share = crate::window::INITIAL_PEER_WINDOW / (others as u32 + 1);
+        let window = share.max(self.credit.floor()).min(self.credit.cap());
+        if self
+            .streams
+            .get(&id)
+            .is_some_and(|s| s.recv_window.window() > window)
+        {
+            self.set_window(id, window);
+        }
+    }
+
     /// Version 2: grants stream `id` a new window (its fair share of the receive budget, or
     /// the floor once released) and owes the peer an UPD. With `reclaim` (the stream is being
     /// read), when the budget falls short of the fair share, first shrinks the streams holding
