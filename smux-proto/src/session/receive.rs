@@ -291,7 +291,12 @@ impl Session {
             return;
         }
         let share = crate::window::INITIAL_PEER_WINDOW / (others as u32 + 1);
-        let window = share.max(self.credit.floor()).min(self.credit.cap());
+        if share >= self.credit.cap() {
+            // Windows are capped below the share anyway (Go's 64 KiB, say): the first read's
+            // UPD brings the window down, as Go's own does.
+            return;
+        }
+        let window = share.max(self.credit.floor());
         if self
             .streams
             .get(&id)
