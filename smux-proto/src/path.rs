@@ -199,9 +199,7 @@ impl PathEstimate {
                 // Several streams' initial windows may have queued ahead of the first samples;
                 // one stream's is what the path holds in the first round trip anyway.
                 self.rtt = Some(rtt);
-                let crowded = sharers > 1;
-                self.deep = false;
-                let first = if crowded {
+                let first = if sharers > 1 {
                     FIRST_DRAIN_AFTER
                 } else {
                     DRAIN_EVERY
@@ -330,7 +328,7 @@ impl PathEstimate {
         }
         stream.base = clamp(base);
         // After a drain, back to `base` a step at a time.
-        clamp(base.min(current * MAX_GROWTH).max(least))
+        clamp(base.min(current * MAX_GROWTH))
     }
 }
 
