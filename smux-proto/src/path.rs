@@ -13,13 +13,17 @@
 //!   only ever add).
 //! - **Drains.** A sample taken while a queue is standing is too long, and windows sized on it
 //!   keep the queue standing. So now and then ([`FIRST_DRAIN_AFTER`] the first sample if
-//!   several streams were busy then, then every [`DRAIN_EVERY`]) the windows granted are narrowed below the bandwidth-delay product
-//!   until a probe sent half a round trip later is answered; that sample replaces the estimate
-//!   (so it also follows a path that got longer). A drain costs about a third of the link for
-//!   a round trip and a half.
+//!   several streams were busy then, then every [`DRAIN_EVERY`]) the windows granted are
+//!   narrowed below the bandwidth-delay product, and probes sent half a round trip later
+//!   measure the path: the drain ends at a sample no longer than the estimate, or after four
+//!   round trips. The least of its samples is the new estimate, unless it is much longer: then
+//!   the queue may not have left (windows sized on too long a round trip, narrowed, can still
+//!   exceed the path), and a deep drain (to the least windows) follows a second later to
+//!   confirm it; the estimate follows a path that got longer only then. A drain costs about a
+//!   third of the link for a round trip and a half.
 //! - **Delivery rate.** The bytes a stream consumed over a round trip or more. A stream held
-//!   back by its window delivers all of it in a round trip, and is granted more: the window
-//!   grows by the margin and an update interval each round trip.
+//!   back by its window delivers about all of it in a round trip, and is granted more: the
+//!   window grows by half each round trip while no queue shows.
 //! - **New streams.** Until a stream's rate was measured, what came since its previous grant
 //!   came in a burst, at the bottleneck's rate: if that rate wants more than twice its window,
 //!   the window jumps there (a stream is up to speed in a round trip, on a 200 ms path too).
@@ -37,7 +41,7 @@ use crate::stream_id::StreamId;
 /// update interval (`window::update_interval`: the peer learns of consumed bytes an UPD late):
 /// enough to keep the link busy, little enough that the queue they leave is a fraction of a
 /// round trip.
-pub(crate) const PATH_WINDOWS: f64 = 1.15;
+pub(crate) const PATH_WINDOWS: f64 = 1.05;
 
 /// What a window may hold beyond the path's needs, as time at the stream's rate: a queue that
 /// short costs an interactive stream little, and on a fast local path (loopback, where the
@@ -71,11 +75,12 @@ const DRAIN_SHARE: f64 = 0.6;
 const QUEUE_SHOWS: Duration = Duration::from_millis(1);
 
 /// A stream that delivered this share of what its window lets through in a round trip uses
-/// its window.
-const USED: f64 = 0.8;
+/// its window. (One held back by the path, at the window its rate wants, delivers less: 1 in
+/// [`PATH_WINDOWS`] and the queue allowance, 0.87 on a 40 ms path.)
+const USED: f64 = 0.93;
 
 /// A grant widens a window by this factor at most: a window that jumps lets the peer send the
-/// difference at once, and it waits in a queue. (Grants come about eight times per window.)
+/// difference at once, and it waits in a queue. (Grants come about sixteen times per window.)
 const MAX_GROWTH: f64 = 1.25;
 
 /// Burst rates over less time than this are taken over this time (a burst read at once).
@@ -93,12 +98,14 @@ struct Probe {
     beyond: u64,
 }
 
-/// A drain under way: windows are halved; a probe sent after `settled` measures the path.
+/// A drain under way: windows are narrowed; probes sent after `settled` measure the path.
 #[derive(Debug, Clone, Copy)]
 struct Drain {
     settled: Instant,
-    /// A drain that got no answer by then ends anyway.
+    /// The drain ends by then, the least of its samples the new estimate.
     deadline: Instant,
+    /// The least sample of a probe sent after `settled`.
+    least: Option<Duration>,
 }
 
 /// The session's estimate of the path.
@@ -178,21 +185,17 @@ impl PathEstimate {
     fn sample(&mut self, sent_at: Instant, sharers: usize, now: Instant) {
         let rtt = now.saturating_duration_since(sent_at);
         self.latest = Some(rtt);
-        match (self.drain, self.rtt) {
-            (Some(drain), before) if sent_at >= drain.settled => {
-                // Measured with the queue drained, or less of it: the path as it is now,
-                // longer or not. If that is much less than before, the drain may not have
-                // emptied a queue that was standing since the start: another follows soon.
-                self.rtt = Some(rtt);
-                self.drain = None;
-                let shrunk = before.is_some_and(|b| rtt < b.mul_f64(0.9));
-                self.deep = shrunk;
-                let next = if shrunk {
-                    FIRST_DRAIN_AFTER
-                } else {
-                    DRAIN_EVERY
-                };
-                self.next_drain = Some(now + next);
+        match (self.drain.as_mut(), self.rtt) {
+            (Some(drain), Some(before)) if sent_at >= drain.settled => {
+                // Measured with less of the queue. A sample as short as the estimate shows
+                // the queue gone: the drain ends. A longer one may still have waited behind
+                // what did not leave yet, or the path got longer: the drain goes on, and at
+                // its deadline the least of its samples is the estimate.
+                let least = drain.least.map_or(rtt, |l| l.min(rtt));
+                drain.least = Some(least);
+                if least <= before {
+                    self.end_drain(now);
+                }
             }
             (_, Some(least)) => self.rtt = Some(least.min(rtt)),
             (_, None) => {
@@ -209,14 +212,47 @@ impl PathEstimate {
         }
     }
 
+    /// Ends the drain under way. The least of its samples is the path as it is now, with two
+    /// doubts, each settled by another drain soon that goes deep (to the least windows):
+    /// - much shorter than before: the queue may have stood since the start, and the windows
+    ///   sized on it keep a part of it standing;
+    /// - much longer than before: the path got longer, or the drain did not empty the queue
+    ///   (narrowed windows sized on too long a round trip still exceed the path). The
+    ///   estimate stays until a deep drain finds it longer too.
+    fn end_drain(&mut self, now: Instant) {
+        let Some(drain) = self.drain.take() else {
+            return;
+        };
+        let (Some(least), Some(before)) = (drain.least, self.rtt) else {
+            self.next_drain = Some(now + DRAIN_EVERY);
+            return;
+        };
+        let much_longer = least > before.mul_f64(1.1) + QUEUE_SHOWS;
+        let much_shorter = least < before.mul_f64(0.9);
+        let unconfirmed = much_longer && !self.deep;
+        if much_longer && self.deep {
+            self.rtt = Some(least);
+        } else if !much_longer {
+            // A little longer is within a path's jitter: the estimate stays (a window that
+            // falls short grows while no queue shows).
+            self.rtt = Some(least.min(before));
+        }
+        self.deep = unconfirmed || much_shorter;
+        let next = if self.deep {
+            FIRST_DRAIN_AFTER
+        } else {
+            DRAIN_EVERY
+        };
+        self.next_drain = Some(now + next);
+    }
+
     /// Starts or ends a drain when due; returns whether one is under way.
     fn draining(&mut self, now: Instant) -> bool {
         if let Some(drain) = self.drain {
             if now < drain.deadline {
                 return true;
             }
-            self.drain = None;
-            self.next_drain = Some(now + DRAIN_EVERY);
+            self.end_drain(now);
         }
         let (Some(due), Some(rtt)) = (self.next_drain, self.rtt) else {
             return false;
@@ -227,10 +263,11 @@ impl PathEstimate {
         self.next_drain = None;
         self.drain = Some(Drain {
             // Narrower windows reach the peer half a round trip after the next grants (which
-            // come every eighth of a window), and the peer sends nothing more until what
+            // come every sixteenth of a window), and the peer sends nothing more until what
             // queued left.
             settled: now + rtt / 2,
             deadline: now + 4 * rtt,
+            least: None,
         });
         true
     }
@@ -284,7 +321,7 @@ impl PathEstimate {
             // window takes a round trip at that rate: no time to lose.
             let elapsed = last_grant.map_or(rtt, since);
             let burst = since_grant as f64 / elapsed.max(MIN_INTERVAL).as_secs_f64();
-            let sized = sized(burst, rtt, base);
+            let sized = sized(burst, rtt, base, sharers);
             if sized > 2.0 * base {
                 stream.base = clamp(sized);
                 // The rate is measured from here, at the new window.
@@ -308,8 +345,9 @@ impl PathEstimate {
                 let queue_free = self
                     .latest
                     .is_some_and(|l| l <= rtt.mul_f64(1.1) + QUEUE_SHOWS);
-                let usable = current - f64::from(crate::window::update_interval(current as u32));
-                let wanted = sized(rate, rtt, base);
+                let usable =
+                    current - f64::from(crate::window::update_interval(current as u32, sharers));
+                let wanted = sized(rate, rtt, base, sharers);
                 base = if queue_free || stream.drained || !stream.measured {
                     let mut widened = wanted.max(base);
                     if queue_free && rate * rtt.as_secs_f64() >= USED * usable {
@@ -335,8 +373,9 @@ impl PathEstimate {
 /// The window a stream delivering `rate` bytes per second over a path of `rtt` needs, with
 /// `window` now: its bandwidth-delay product with a margin of [`PATH_WINDOWS`], the bytes the
 /// peer waits for between two UPDs (the update interval), and [`QUEUE_ALLOWANCE`] of delivery.
-fn sized(rate: f64, rtt: Duration, window: f64) -> f64 {
-    let interval = crate::window::update_interval(window.min(f64::from(u32::MAX)) as u32);
+/// (`sharers` streams are busy.)
+fn sized(rate: f64, rtt: Duration, window: f64, sharers: usize) -> f64 {
+    let interval = crate::window::update_interval(window.min(f64::from(u32::MAX)) as u32, sharers);
     let time = PATH_WINDOWS * rtt.as_secs_f64() + QUEUE_ALLOWANCE.as_secs_f64();
     rate * time + f64::from(interval)
 }
@@ -432,7 +471,7 @@ mod tests {
     fn need(rate: f64, rtt: Duration) -> u32 {
         let mut w = 1.0;
         for _ in 0..50 {
-            w = sized(rate, rtt, w);
+            w = sized(rate, rtt, w, 1);
         }
         w as u32
     }
@@ -499,6 +538,61 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_that_finds_the_path_longer_is_confirmed_by_a_deep_one() {
+        let t0 = origin();
+        let id = StreamId::new(1);
+        let mut p = PathEstimate::default();
+        let probe = |p: &mut PathEstimate, at: Instant, rtt: Duration| {
+            p.update_sent(id, 0, at);
+            p.data_received(id, 1, 2, at + rtt);
+        };
+        // Several streams busy at the first sample: the first drain comes a second later.
+        probe(&mut p, t0, 40 * MS);
+        let mut s = StreamPath::default();
+        let window = 600_000;
+        let drain_at = t0 + 40 * MS + FIRST_DRAIN_AFTER;
+        let drained = p.window(&mut s, (0, 0), window, 2, drain_at);
+        assert!(drained < window);
+        // Its samples wait behind a queue that did not leave (or the path got longer): it
+        // runs to its deadline, four round trips, and the estimate stays.
+        probe(&mut p, drain_at + 30 * MS, 90 * MS);
+        probe(&mut p, drain_at + 120 * MS, 70 * MS);
+        assert!(p.window(&mut s, (0, 0), drained, 2, drain_at + 150 * MS) < window);
+        let ended = drain_at + 4 * 40 * MS;
+        p.window(&mut s, (0, 0), drained, 2, ended);
+        assert_eq!(p.round_trip(), Some(40 * MS), "unconfirmed");
+        // A deep drain follows a second later, to the least windows; it finds the path longer
+        // too, and the estimate follows it.
+        let deep_at = ended + FIRST_DRAIN_AFTER;
+        let least = MIN_PATH_WINDOW / 2;
+        assert_eq!(p.window(&mut s, (0, 0), window, 2, deep_at), least);
+        probe(&mut p, deep_at + 30 * MS, 65 * MS);
+        p.window(&mut s, (0, 0), least, 2, deep_at + 4 * 40 * MS);
+        assert_eq!(p.round_trip(), Some(65 * MS), "confirmed by the deep drain");
+        // A drain whose sample is as short as the estimate ends at once with it; a little
+        // longer (jitter) leaves the estimate as it was.
+        let mut q = PathEstimate::default();
+        probe(&mut q, t0, 40 * MS);
+        let at = t0 + 40 * MS + FIRST_DRAIN_AFTER;
+        let mut s = StreamPath::default();
+        q.window(&mut s, (0, 0), window, 2, at);
+        probe(&mut q, at + 30 * MS, 43 * MS);
+        probe(&mut q, at + 80 * MS, 41 * MS);
+        assert!(q.drain.is_some(), "not shorter yet");
+        q.window(&mut s, (0, 0), window, 2, at + 4 * 40 * MS);
+        assert_eq!(q.round_trip(), Some(40 * MS), "within the jitter");
+        assert!(!q.deep);
+        probe(&mut q, at + DRAIN_EVERY + 10 * MS, 39 * MS);
+        q.window(&mut s, (0, 0), window, 2, at + 4 * 40 * MS + DRAIN_EVERY);
+        probe(&mut q, at + 4 * 40 * MS + DRAIN_EVERY + 30 * MS, 38 * MS);
+        assert!(
+            q.drain.is_none(),
+            "a sample no longer than the estimate ends a drain"
+        );
+        assert_eq!(q.round_trip(), Some(38 * MS));
+    }
+
+    #[test]
     fn a_stale_probe_gives_way_to_another_stream() {
         let t0 = origin();
         let (a, b) = (StreamId::new(1), StreamId::new(3));
@@ -542,8 +636,8 @@ mod tests {
         p.update_sent(id, 10, t0);
         p.data_received(id, 11, 2, t0 + 60 * MS);
         assert_eq!(p.round_trip(), Some(40 * MS));
-        // 12.5 MB/s (100 Mbit/s) over 40 ms: 500 kB in flight, granted 1.15 times that, an
-        // update interval and 4 ms of delivery. A stream that had more comes down a quarter per
+        // 12.5 MB/s (100 Mbit/s) over 40 ms: 500 kB in flight, granted 1.05 times that, an
+        // update interval (a sixteenth) and 4 ms of delivery. A stream that had more comes down a quarter per
         // round trip.
         let mut s = StreamPath::default();
         let w = grants(
@@ -555,7 +649,7 @@ mod tests {
             &every(10 * MS, 50 * MS, 900 * MS),
         );
         let need_40ms = need(12.5e6, 40 * MS);
-        assert!((700_000..730_000).contains(&need_40ms), "{need_40ms}");
+        assert!((600_000..630_000).contains(&need_40ms), "{need_40ms}");
         assert_eq!(*w.last().unwrap(), need_40ms, "{w:?}");
         assert!(w.windows(2).all(|p| p[1] >= p[0] * 3 / 4), "{w:?}");
         // A new stream whose first burst (at the bottleneck's rate) wants more than twice its
@@ -565,7 +659,7 @@ mod tests {
         assert_eq!(first, 256 * 1024);
         let jump = p.window(&mut new, (128 * 1024, 64 * 1024), first, 1, t0 + 305 * MS);
         let burst = 64.0 * 1024.0 / 0.005;
-        assert_eq!(jump, sized(burst, 40 * MS, 256.0 * 1024.0) as u32);
+        assert_eq!(jump, sized(burst, 40 * MS, 256.0 * 1024.0, 1) as u32);
         assert!(jump > 2 * first);
         // Never below the minimum, shared among the busy streams.
         let mut slow = StreamPath::default();
@@ -588,10 +682,11 @@ mod tests {
         q.update_sent(id, 0, t0);
         q.data_received(id, 1, 1, t0 + 40 * MS);
         let mut held = StreamPath::default();
-        let window = 200_000;
+        let window = 400_000;
         let every_rtt: Vec<Duration> = (1..=4u32).map(|k| k * 40 * MS).collect();
-        let w = grants(&mut q, &mut held, t0, 200_000.0 / 0.04, window, &every_rtt);
-        assert!(w[1] >= window * 3 / 2, "{w:?}");
+        let w = grants(&mut q, &mut held, t0, 400_000.0 / 0.04, window, &every_rtt);
+        // (A quarter at a grant at most: grants come every sixteenth of a window.)
+        assert!(w[2] >= window * 3 / 2, "{w:?}");
         assert!(w.windows(2).all(|p| p[1] >= p[0]), "{w:?}");
     }
 }

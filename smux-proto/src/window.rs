@@ -5,7 +5,7 @@
 //! first UPD the peer's window is assumed to be [`INITIAL_PEER_WINDOW`].
 //!
 //! Receiver side ([`RecvWindow`]): after a read, send UPD(consumed = total read) when at least
-//! [`update_interval`] bytes were read since the last UPD (an eighth of the window; Go waits
+//! [`update_interval`] bytes were read since the last UPD (a sixteenth of the window; Go waits
 //! for half), and after the very first read. The window each UPD carries is chosen by the
 //! session's [`Credit`](crate::credit::Credit), within what the path needs (`path.rs`).
 
@@ -95,16 +95,27 @@ impl SendWindow {
     }
 }
 
-/// Bytes consumed between two UPDs of a stream whose window is `window`: an eighth of it, but
-/// not less than 32 KiB (nor more than half, Go's interval, for windows under 64 KiB).
+/// Bytes consumed between two UPDs of a stream whose window is `window`, while `sharers`
+/// streams are busy: a sixteenth of the window, but not less than [`INTERVAL_FLOOR`] shared
+/// among the busy streams (nor more than half, Go's interval, for small windows).
 ///
 /// The sender learns of consumed bytes one UPD late: to keep the link busy, a window must
 /// exceed the bandwidth-delay product by one interval. With Go's half-window interval that is
-/// twice the product, and whatever a window holds beyond the product waits in a queue; an
-/// eighth needs 8/7 of it. The floor keeps UPDs few where windows are small (on loopback).
-pub(crate) fn update_interval(window: u32) -> u32 {
-    (window / 8).max(32 * 1024).min(window / 2)
+/// twice the product, and whatever a window holds beyond the product waits in a queue; a
+/// sixteenth needs 16/15 of it, for an UPD of 12 bytes per sixteenth of a window. The floor keeps UPDs few where windows are small (on loopback);
+/// shared, it adds [`INTERVAL_FLOOR`] to the queue however many streams are busy, not that
+/// much per stream (eight downloads would otherwise queue 256 KiB, 20 ms at 100 Mbit/s).
+pub(crate) fn update_interval(window: u32, sharers: usize) -> u32 {
+    let floor = (INTERVAL_FLOOR / sharers.max(1) as u32).max(MIN_INTERVAL_FLOOR);
+    (window / 16).max(floor).min(window / 2)
 }
+
+/// The update interval's floor for one busy stream (see [`update_interval`]).
+const INTERVAL_FLOOR: u32 = 32 * 1024;
+
+/// The update interval's floor however many streams are busy: an UPD is 12 bytes on the wire,
+/// a third of a per cent of this.
+const MIN_INTERVAL_FLOOR: u32 = 4 * 1024;
 
 /// Version 2 receive side of one stream: what arrived, what the application consumed, and the
 /// window granted to the peer. Counters are `u64` from the stream's start; the wire carries
@@ -223,10 +234,11 @@ impl RecvWindow {
     /// Records `n > 0` bytes consumed (which lowers [`reserved`](Self::reserved) by `n`);
     /// returns whether an UPD is due now: after the first read, and once
     /// [`update_interval`] bytes were consumed since the latest grant.
-    pub(crate) fn on_consumed(&mut self, n: usize) -> bool {
+    /// `sharers` streams are busy (see [`update_interval`]).
+    pub(crate) fn on_consumed(&mut self, n: usize, sharers: usize) -> bool {
         let first = self.consumed == 0;
         self.consumed += n as u64;
-        first || self.consumed - self.acked >= u64::from(update_interval(self.window))
+        first || self.consumed - self.acked >= u64::from(update_interval(self.window, sharers))
     }
 
     /// Grants `window` bytes beyond what was consumed; returns the new `reserved()` minus the
@@ -324,14 +336,14 @@ mod tests {
     fn first_read_and_every_update_interval_trigger_an_update() {
         let mut r = RecvWindow::new(0);
         r.on_received(300).unwrap();
-        assert!(r.on_consumed(1), "first read");
+        assert!(r.on_consumed(1, 1), "first read");
         // Reserved drops from the initial window to the 299 unread bytes (more than the window).
         assert_eq!(r.grant(100), 299 - (262_144 - 1));
         assert_eq!(r.update_fields(), (1, 100));
-        assert!(!r.on_consumed(30));
-        assert!(!r.on_consumed(19));
+        assert!(!r.on_consumed(30, 1));
+        assert!(!r.on_consumed(19, 1));
         assert!(
-            r.on_consumed(1),
+            r.on_consumed(1, 1),
             "50 bytes (half a small window) since the last grant"
         );
         r.grant(100);
@@ -339,26 +351,38 @@ mod tests {
     }
 
     #[test]
-    fn updates_come_every_eighth_of_a_large_window() {
-        assert_eq!(update_interval(100), 50);
-        assert_eq!(update_interval(64 * 1024), 32 * 1024);
-        assert_eq!(update_interval(256 * 1024), 32 * 1024);
-        assert_eq!(update_interval(1 << 20), 128 * 1024);
-        assert_eq!(update_interval(4 << 20), 512 * 1024);
+    fn updates_come_every_sixteenth_of_a_large_window() {
+        assert_eq!(update_interval(100, 1), 50);
+        assert_eq!(update_interval(64 * 1024, 1), 32 * 1024);
+        assert_eq!(update_interval(512 * 1024, 1), 32 * 1024);
+        assert_eq!(update_interval(1 << 20, 1), 64 * 1024);
+        assert_eq!(update_interval(4 << 20, 1), 256 * 1024);
+    }
+
+    #[test]
+    fn busy_streams_share_the_update_interval_floor() {
+        // Eight downloads: 4 KiB each, not 32 KiB each (224 KiB more queued on the path).
+        assert_eq!(update_interval(64 * 1024, 8), 4 * 1024);
+        assert_eq!(update_interval(100 * 1024, 8), 6_400);
+        assert_eq!(update_interval(128 * 1024, 4), 8 * 1024);
+        // Never below 4 KiB (nor above half a window), a sixteenth of a large window.
+        assert_eq!(update_interval(16 * 1024, 1000), 4 * 1024);
+        assert_eq!(update_interval(6 * 1024, 1000), 3 * 1024);
+        assert_eq!(update_interval(1 << 20, 8), 64 * 1024);
     }
 
     #[test]
     fn an_update_announces_the_limit_the_peer_knew_before() {
         let mut r = RecvWindow::new(0);
         r.on_received(1000).unwrap();
-        r.on_consumed(1000);
+        r.on_consumed(1000, 1);
         r.grant(1 << 20);
         assert_eq!(r.announce(), Some(262_144), "the initial window");
         assert_eq!(r.announce(), None, "nothing new");
         r.grant(100);
         assert_eq!(r.announce(), None, "a shrink lets the peer send no further");
         r.on_received(2000).unwrap();
-        r.on_consumed(2000);
+        r.on_consumed(2000, 1);
         r.grant(1 << 20);
         assert_eq!(
             r.announce(),
@@ -376,7 +400,7 @@ mod tests {
         // The peer may have sent under the initial window before it saw the shrink.
         assert_eq!(r.on_received(900), Ok(500));
         assert_eq!(r.reserved(), 1500);
-        r.on_consumed(1500);
+        r.on_consumed(1500, 1);
         assert_eq!(r.reserved(), 0);
         assert_eq!(r.close(), 0);
         assert_eq!(r.on_received(100), Ok(100), "within the old limit still");
@@ -393,7 +417,7 @@ mod tests {
             })
         );
         r.on_received(262_144).unwrap();
-        r.on_consumed(262_144);
+        r.on_consumed(262_144, 1);
         r.grant(10);
         // Go may pair the new consumed count with the previous (larger) window.
         assert_eq!(r.on_received(262_144), Ok(262_144 - 10));
@@ -436,12 +460,12 @@ mod tests {
                 }
                 r.on_received(n).unwrap();
                 total += n as u64;
-                if r.on_consumed(n) {
+                if r.on_consumed(n, 1) {
                     r.grant(window);
                     prop_assert_eq!(r.update_fields().0, total as u32);
                 }
                 let (acked, _) = r.update_fields();
-                prop_assert!(total - u64::from(acked) < u64::from(update_interval(window)).max(1));
+                prop_assert!(total - u64::from(acked) < u64::from(update_interval(window, 1)).max(1));
                 prop_assert_eq!(r.reserved(), r.granted() - total);
             }
         }

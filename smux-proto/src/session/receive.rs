@@ -256,10 +256,11 @@ impl Session {
             return;
         }
         let closed = self.is_closed();
+        let sharers = self.credit.sharers();
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        let due = stream.recv_window.on_consumed(n);
+        let due = stream.recv_window.on_consumed(n, sharers);
         self.credit.consumed(n);
         if due && !stream.fin_received && !closed {
             self.grant(id, true);

@@ -31,6 +31,9 @@ struct Run {
     worst_queue: Duration,
     /// The window of the server's last UPD.
     last_window: u32,
+    /// The median and 99th percentile, over the steps after the warm-up, of the time a byte
+    /// queued at that step would wait to be serialized.
+    queue_p50_p99: (Duration, Duration),
 }
 
 fn bulk(link: &Link, total: usize, warm_up: Duration, config: Config) -> Run {
@@ -62,6 +65,7 @@ fn bulk_streams(
     let mut to_client: VecDeque<(Instant, Bytes)> = VecDeque::new();
     let (mut server_in, mut client_in) = (BytesMut::new(), BytesMut::new());
     let mut worst_queue = Duration::ZERO;
+    let mut waits = Vec::new();
     let mut last_window = 0;
     let mut buf = vec![0u8; 1 << 20];
     while read < each * streams {
@@ -83,6 +87,10 @@ fn bulk_streams(
         pair.client.transmit_into(&mut out);
         if !out.is_empty() {
             queue.push_back((now, out.freeze()));
+        }
+        if warm {
+            let queued: usize = queue.iter().map(|(_, b)| b.len()).sum();
+            waits.push(Duration::from_secs_f64(queued as f64 / link.rate as f64));
         }
         // The link serializes a step's worth.
         let mut budget = per_step;
@@ -144,7 +152,10 @@ fn bulk_streams(
         pair.now += STEP;
     }
     let (warm_at, warm_read) = read_at_warm_up.expect("the run outlasted its warm-up");
+    waits.sort();
+    let percentile = |p: f64| waits[((waits.len() - 1) as f64 * p) as usize];
     Run {
+        queue_p50_p99: (percentile(0.5), percentile(0.99)),
         goodput: (read - warm_read) as f64 / (pair.now - warm_at).as_secs_f64(),
         worst_queue,
         last_window,
@@ -171,10 +182,14 @@ fn a_stream_fills_a_40_ms_path_and_leaves_little_queued() {
         "{:.1} % of the link",
         run.goodput / RATE as f64 * 100.0
     );
-    // The bandwidth-delay product is 500 kB; the window (1.15 times it and an update
-    // interval) leaves less than a round trip of queue at worst (right after a drain), where
+    // The bandwidth-delay product is 500 kB; the window (1.05 times it, an update interval
+    // and 4 ms of delivery) leaves less than a round trip of queue at worst (right after a drain), where
     // the whole budget (4 MiB) would leave 300 ms.
     assert!(run.worst_queue <= Duration::from_millis(30), "{run:?}");
+    // Most of the time, the queue is the margin, an update interval and 4 ms of delivery:
+    // about 10 ms.
+    let (p50, p99) = run.queue_p50_p99;
+    assert!(p50 <= Duration::from_millis(12) && p99 <= Duration::from_millis(16), "{run:?}");
     assert!(run.last_window < 2 * MIB as u32, "{run:?}");
 }
 
@@ -229,6 +244,10 @@ fn eight_streams_fill_a_40_ms_path_and_leave_little_queued() {
     // estimate of the round trip, and the queue, down. (The windows of the whole budget
     // would leave 300 ms.)
     assert!(run.worst_queue <= Duration::from_millis(50), "{run:?}");
+    // Eight streams' update intervals together are about one stream's (see
+    // `window::update_interval`): the queue is about as short as one stream's.
+    let (p50, p99) = run.queue_p50_p99;
+    assert!(p50 <= Duration::from_millis(12) && p99 <= Duration::from_millis(25), "{run:?}");
 }
 
 #[test]
