@@ -18,7 +18,7 @@
 //!   measure the path: the drain ends at a sample no longer than the estimate, or after four
 //!   round trips. The least of its samples is the new estimate, unless it is much longer: then
 //!   the queue may not have left (windows sized on too long a round trip, narrowed, can still
-//!   exceed the path), and a deep drain (to the least windows) follows a second later to
+//!   exceed the path), and a deep drain (to half the share) follows a second later to
 //!   confirm it; the estimate follows a path that got longer only then. A drain costs about a
 //!   third of the link for a round trip and a half.
 //! - **Delivery rate.** The bytes a stream consumed over a round trip or more. A stream held
@@ -27,6 +27,11 @@
 //! - **New streams.** Until a stream's rate was measured, what came since its previous grant
 //!   came in a burst, at the bottleneck's rate: if that rate wants more than twice its window,
 //!   the window jumps there (a stream is up to speed in a round trip, on a 200 ms path too).
+//! - **The path's rate.** What every stream together delivered over the latest round trip or
+//!   more (outside drains). Each busy stream is granted at least what its share of it needs:
+//!   streams held back by narrower windows than the others catch up, and a stream left alone
+//!   when the others end has the whole path at once (growing by half each round trip, from an
+//!   eighth of a 200 ms path, would take a second).
 //!
 //! The window never shrinks by more than a quarter at a measurement (one slow interval, a
 //! reader that paused, must not throttle a bulk transfer) nor grows by more than a quarter at
@@ -118,18 +123,30 @@ pub(crate) struct PathEstimate {
     drain: Option<Drain>,
     /// The latest drain found the round trip much shorter than estimated: the queue may have
     /// been standing since the start, and the windows sized on it too. The next drain, soon,
-    /// goes deep (down to the least windows) to empty it.
+    /// goes deep (half the share) to empty it.
     deep: bool,
     /// The origin of [`stamp`](Self::stamp)s.
     origin: Option<Instant>,
     /// The latest sample.
     latest: Option<Duration>,
+    /// Bytes the application consumed of every stream, since the session began.
+    consumed: u64,
+    /// Where the measurement of the path's rate began: when, and `consumed` then.
+    rate_mark: Option<(u32, u64)>,
+    /// What the path delivered, over the latest round trip or more outside drains, in bytes
+    /// per second: every busy stream is granted at least its share of it.
+    rate: f64,
 }
 
 impl PathEstimate {
     /// The round-trip time the windows are sized for.
     pub(crate) fn round_trip(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    /// The application consumed `n` bytes of some stream.
+    pub(crate) fn consumed(&mut self, n: usize) {
+        self.consumed += n as u64;
     }
 
     /// `now` in microseconds since the first call, wrapping (see [`StreamPath`]).
@@ -213,7 +230,7 @@ impl PathEstimate {
     }
 
     /// Ends the drain under way. The least of its samples is the path as it is now, with two
-    /// doubts, each settled by another drain soon that goes deep (to the least windows):
+    /// doubts, each settled by another drain soon that goes deep (half the share):
     /// - much shorter than before: the queue may have stood since the start, and the windows
     ///   sized on it keep a part of it standing;
     /// - much longer than before: the path got longer, or the drain did not empty the queue
@@ -309,10 +326,15 @@ impl PathEstimate {
         if self.draining(now) {
             // Against the window before the drain: the rate measured meanwhile is held down
             // by the drain itself.
+            self.rate_mark = None;
             stream.mark = None;
             stream.drained = true;
             stream.base = clamp(base);
-            let share = if self.deep { 0.0 } else { DRAIN_SHARE };
+            let share = if self.deep {
+                DRAIN_SHARE / 2.0
+            } else {
+                DRAIN_SHARE
+            };
             return clamp(share * base);
         }
         if !stream.measured {
@@ -364,9 +386,37 @@ impl PathEstimate {
             Some(_) => {}
             None => stream.mark = mark_here,
         }
+        // Never less than a share of what the path carried: streams held back by narrow
+        // windows get as far as the others, and one left alone after the others ended has the
+        // whole path at once, not after a round trip of growth per half again.
+        let share = sized(
+            self.path_rate(stamp, rtt) / sharers.max(1) as f64,
+            rtt,
+            base,
+            sharers,
+        );
+        base = base.max(share);
         stream.base = clamp(base);
         // After a drain, back to `base` a step at a time.
         clamp(base.min(current * MAX_GROWTH))
+    }
+}
+
+impl PathEstimate {
+    /// What the path delivered over the latest round trip or more (measured from `stamp`
+    /// on, when the previous measurement is a round trip old).
+    fn path_rate(&mut self, stamp: u32, rtt: Duration) -> f64 {
+        match self.rate_mark {
+            Some((at, from)) => {
+                let elapsed = Duration::from_micros(u64::from(stamp.wrapping_sub(at)));
+                if elapsed >= rtt {
+                    self.rate = (self.consumed - from) as f64 / elapsed.as_secs_f64();
+                    self.rate_mark = Some((stamp, self.consumed));
+                }
+            }
+            None => self.rate_mark = Some((stamp, self.consumed)),
+        }
+        self.rate
     }
 }
 
@@ -529,12 +579,45 @@ mod tests {
         let w1 = p.window(&mut s, (0, 0), step, 1, after);
         assert!(w1.abs_diff(w2) <= 1, "{w1} {w2}");
         // The estimate fell much: the queue may have stood since the start. The next drain
-        // comes a second later and goes deep, to the least windows.
+        // comes a second later and goes deep, to half the share.
         let next = drain_at + 200 * MS + FIRST_DRAIN_AFTER;
-        assert_eq!(p.window(&mut s, (0, 0), full, 1, next), MIN_PATH_WINDOW);
+        let deep = p.window(&mut s, (0, 0), full, 1, next);
+        assert!(
+            deep.abs_diff((f64::from(w1) * DRAIN_SHARE / 2.0) as u32) <= 1,
+            "{deep}"
+        );
         // One that gets no answer ends at its deadline.
         let late = next + 500 * MS;
         assert_eq!(p.window(&mut s, (0, 0), w1, 1, late), w1);
+    }
+
+    #[test]
+    fn a_stream_left_alone_gets_the_whole_path_at_once() {
+        let t0 = origin();
+        let id = StreamId::new(1);
+        let mut p = PathEstimate::default();
+        p.update_sent(id, 0, t0);
+        p.data_received(id, 1, 1, t0 + 40 * MS);
+        // Eight streams share 12.5 MB/s; this one delivers its eighth, granted every 5 ms.
+        let mut s = StreamPath::default();
+        let (mut window, mut consumed) = (100_000, 0u64);
+        let mut at = t0 + 40 * MS;
+        for _ in 0..40 {
+            at += 5 * MS;
+            p.consumed(62_500);
+            consumed += 62_500 / 8;
+            window = p.window(&mut s, (consumed, 62_500 / 8), window, 8, at);
+        }
+        let shared = window;
+        assert!(shared < need(12.5e6 / 4.0, 40 * MS), "{shared}");
+        // The others ended: its next grants open the whole path (a quarter more at a grant).
+        for _ in 0..8 {
+            at += MS;
+            p.consumed(12_500);
+            consumed += 12_500;
+            window = p.window(&mut s, (consumed, 12_500), window, 1, at);
+        }
+        assert!(window >= need(12.5e6, 40 * MS), "{shared} then {window}");
     }
 
     #[test]
@@ -561,13 +644,13 @@ mod tests {
         let ended = drain_at + 4 * 40 * MS;
         p.window(&mut s, (0, 0), drained, 2, ended);
         assert_eq!(p.round_trip(), Some(40 * MS), "unconfirmed");
-        // A deep drain follows a second later, to the least windows; it finds the path longer
-        // too, and the estimate follows it.
+        // A deep drain follows a second later, to half the drain's share; it finds the path
+        // longer too, and the estimate follows it.
         let deep_at = ended + FIRST_DRAIN_AFTER;
-        let least = MIN_PATH_WINDOW / 2;
-        assert_eq!(p.window(&mut s, (0, 0), window, 2, deep_at), least);
+        let deep = (f64::from(window) * DRAIN_SHARE / 2.0) as u32;
+        assert_eq!(p.window(&mut s, (0, 0), window, 2, deep_at), deep);
         probe(&mut p, deep_at + 30 * MS, 65 * MS);
-        p.window(&mut s, (0, 0), least, 2, deep_at + 4 * 40 * MS);
+        p.window(&mut s, (0, 0), deep, 2, deep_at + 4 * 40 * MS);
         assert_eq!(p.round_trip(), Some(65 * MS), "confirmed by the deep drain");
         // A drain whose sample is as short as the estimate ends at once with it; a little
         // longer (jitter) leaves the estimate as it was.

@@ -262,6 +262,7 @@ impl Session {
         };
         let due = stream.recv_window.on_consumed(n, sharers);
         self.credit.consumed(n);
+        self.path.consumed(n);
         if due && !stream.fin_received && !closed {
             self.grant(id, true);
         }
