@@ -17,10 +17,11 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub(crate) use std::sync::{Mutex, MutexGuard};
 pub(crate) use std::sync::{PoisonError, TryLockError};
 
-/// The hasher of the wakers' maps: std's random one; a fixed one under loom, which replays
-/// every interleaving from the start and needs the same iteration order each time.
+/// The hasher of the wakers' maps: the core's fast one with random keys (their keys are
+/// stream ids, which the peer chooses); a fixed one under loom, which replays every
+/// interleaving from the start and needs the same iteration order each time.
 #[cfg(not(loom))]
-pub(crate) type Hasher = std::collections::hash_map::RandomState;
+pub(crate) type Hasher = smux_proto::RandomIdState;
 #[cfg(loom)]
 pub(crate) type Hasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 /// std's `HashMap` with [`Hasher`].

@@ -63,7 +63,7 @@ pub(crate) struct Credit {
     /// Sum of every live stream's [`RecvWindow::reserved`].
     reserved: u64,
     /// Streams whose latest grant is wider than the floor.
-    wide: HashSet<StreamId>,
+    wide: HashSet<StreamId, crate::id_hash::RandomIdState>,
     /// Traffic epoch: advances each time `budget` bytes were consumed.
     epoch: u32,
     consumed_in_epoch: u64,
@@ -90,7 +90,7 @@ impl Credit {
                 .unwrap_or(u32::MAX)
                 .max(INITIAL_PEER_WINDOW),
             reserved: 0,
-            wide: HashSet::new(),
+            wide: HashSet::default(),
             epoch: 0,
             consumed_in_epoch: 0,
         }

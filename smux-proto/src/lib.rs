@@ -72,6 +72,7 @@ mod early_fins;
 mod error;
 mod event;
 pub mod frame;
+mod id_hash;
 pub mod manual;
 mod outbox;
 mod path;
@@ -98,6 +99,7 @@ pub use error::{
 };
 pub use event::{Event, Stats};
 pub use frame::{Cmd, Frame, FrameDecoder, Header, Version};
+pub use id_hash::{IdHasher, RandomIdState};
 pub use outbox::advance_chunks;
 pub use session::direct::{DirectWrite, DIRECT_FRAMES};
 pub use session::Session;

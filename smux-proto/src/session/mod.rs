@@ -86,7 +86,9 @@ pub struct Session {
     decoder: FrameDecoder,
     state: State,
     ids: StreamIdAllocator,
-    streams: HashMap<StreamId, Stream>,
+    /// Boxed: the table keeps a slot per stream and then some (it doubles as it grows), and a
+    /// slot is 16 bytes this way, not the size of a stream.
+    streams: HashMap<StreamId, Box<Stream>, crate::id_hash::RandomIdState>,
     /// Peer-opened streams not accepted yet.
     backlog: VecDeque<StreamId>,
     /// Unread bytes of the streams in the backlog.
@@ -157,7 +159,7 @@ impl Session {
             config,
             state: State::Open,
             ids: StreamIdAllocator::new(side),
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             backlog: VecDeque::new(),
             backlog_buffered: 0,
             events: VecDeque::new(),

@@ -276,7 +276,7 @@ impl Session {
         stream.output_end = self.queued_end() as u32;
         let shrink =
             self.config.version == Version::V2 && self.credit.opened(id, &stream.recv_window);
-        self.streams.insert(id, stream);
+        self.streams.insert(id, Box::new(stream));
         if shrink {
             self.grant(id, false);
         }
