@@ -10,12 +10,15 @@
 //! Scenarios: `bulk1` / `bulk8` (32 MiB client → server over 1 / 8 streams, on 4 paths) and
 //! `inter1` / `inter8` (a 1-byte request/reply every 50 ms beside 1 / 8 downloads, RTT 40 ms
 //! at 100 Mbit/s). Columns: ours on tokio and on smol (v1, v2), Go smux (v1, v2), async_smux
-//! 0.4 and yamux 0.14, each also with `TCP_NOTSENT_LOWAT` = 16 KiB on both sockets (`+lowat`).
+//! 0.4 and yamux 0.14, each also with `TCP_NOTSENT_LOWAT` = 16 KiB on both sockets (`+lowat`);
+//! then the mixed pairs, ours on tokio against Go smux on the 40 ms, 100 Mbit/s path
+//! (`tokio-v2>go`: ours the client; `go>tokio-v2`: Go the client).
 //!
 //! Every run of a case is a fresh child process (this executable re-run with `--case`),
 //! killed at a time limit: a case that hangs is reported as a hang, never retried. Client,
 //! server and relay are in that process; the Go cases run the Go peer (`interop/go-peer`,
-//! `-mode bench -via -`) from it, with the relay in the child.
+//! `-mode bench -via -`) from it, with the relay in the child, and the mixed cases run one end
+//! in the child and the other in the Go peer (`-mode bench -role server|client`).
 
 mod common;
 
@@ -23,6 +26,8 @@ mod common;
 mod cases;
 #[path = "link/chart.rs"]
 mod chart;
+#[path = "link/mixed.rs"]
+mod mixed;
 #[path = "link/report.rs"]
 mod report;
 #[path = "link/run.rs"]
@@ -32,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cases::{matches, Case, Impl, LinkPath, Params, Peer, Scenario, MANY};
+use cases::{matches, Case, LinkPath, Params, Peer, Scenario, MANY};
 use common::harness::{env_u64, run_child, Outcome};
 use report::{Failure, Results};
 use run::LinkResult;
@@ -138,7 +143,7 @@ fn case_command(case: Case, p: Params, go: Option<&Path>) -> Command {
         .arg(p.bytes.to_string())
         .arg(p.warmup.as_millis().to_string())
         .arg(p.measure.as_millis().to_string());
-    if let (Impl::Go(_), Some(go)) = (case.peer.imp, go) {
+    if let (true, Some(go)) = (case.peer.imp.needs_go(), go) {
         cmd.arg(go);
     }
     cmd
@@ -191,7 +196,7 @@ fn parent(args: &[String]) -> bool {
         ..Results::default()
     };
     let mut go_bin: Option<PathBuf> = None;
-    if selected.iter().any(|c| matches!(c.peer.imp, Impl::Go(_))) {
+    if selected.iter().any(|c| c.peer.imp.needs_go()) {
         match common::harness::go_peer() {
             Ok(path) => go_bin = Some(path),
             Err(why) => results.go_skipped = Some(why),
@@ -201,7 +206,7 @@ fn parent(args: &[String]) -> bool {
     // Run-major order, as the e2e bench: the repetitions of a case are spread over the run.
     for rep in 1..=o.reps {
         for &case in &selected {
-            if matches!(case.peer.imp, Impl::Go(_)) && go_bin.is_none() {
+            if case.peer.imp.needs_go() && go_bin.is_none() {
                 continue;
             }
             if results.failed.contains_key(&case) {

@@ -17,6 +17,9 @@
 //	-scenario inter ...                 an interactive stream beside bulk downloads, for the
 //	                                    link benchmark (link.go, with -via and -lowat)
 //
+// With -role server or -role client (link.go), only one end of bulk or inter runs here, the
+// other end being another peer (the link benchmark's mixed cases).
+//
 // It prints one line: "result secs=S units=U cpu=C hwm_kib=M", where secs is the wall time of
 // the scenario, cpu the user+system CPU seconds the process used meanwhile, and hwm_kib the
 // peak resident set size of the process (getrusage ru_maxrss); the inter scenario adds the
@@ -84,11 +87,7 @@ func benchPair() (client, server *smux.Session) {
 	ln.Close()
 	setLowat(cc)
 	setLowat(sc)
-	cfg := smux.DefaultConfig()
-	cfg.Version = *version
-	if err := smux.VerifyConfig(cfg); err != nil {
-		fail("config: %v", err)
-	}
+	cfg := benchConfig()
 	if server, err = smux.Server(sc, cfg); err != nil {
 		fail("server: %v", err)
 	}
@@ -96,6 +95,16 @@ func benchPair() (client, server *smux.Session) {
 		fail("client: %v", err)
 	}
 	return client, server
+}
+
+// benchConfig is the configuration of both ends: smux.DefaultConfig() with -version.
+func benchConfig() *smux.Config {
+	cfg := smux.DefaultConfig()
+	cfg.Version = *version
+	if err := smux.VerifyConfig(cfg); err != nil {
+		fail("config: %v", err)
+	}
+	return cfg
 }
 
 // serveEach runs handle on every stream the server accepts.
@@ -112,6 +121,10 @@ func serveEach(server *smux.Session, handle func(*smux.Stream)) {
 }
 
 func runBench() {
+	if *benchRole != "" {
+		runRole()
+		return
+	}
 	client, server := benchPair()
 	var secs float64
 	var units int64
@@ -137,6 +150,12 @@ func runBench() {
 	default:
 		fail("unknown -scenario %q", *benchScenario)
 	}
+	printResult(secs, units, cpu, extra)
+}
+
+// printResult prints the result line; extra holds the fields after hwm_kib (with a leading
+// space), if any.
+func printResult(secs float64, units int64, cpu float64, extra string) {
 	out("result secs=%.6f units=%d cpu=%.3f hwm_kib=%d%s", secs, units, cpu, peakRSSKiB(), extra)
 }
 
@@ -145,19 +164,51 @@ func benchBulk(client, server *smux.Session) (float64, float64, int64) {
 	per := *benchBytes / int64(k)
 	received := make(chan int64, k)
 	serveEach(server, func(st *smux.Stream) {
-		n, err := io.Copy(io.Discard, st)
-		if err != nil && err != io.EOF { // this smux's WriteTo reports the EOF
-			fail("bulk: server read after %d bytes: %v", n, err)
-		}
+		n, _ := bulkRead(st)
 		st.Close()
 		received <- n
 	})
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	bulkSend(client, k, per)
+	var total int64
+	for i := 0; i < k; i++ {
+		total += <-received
+	}
+	secs := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
+	if total != per*int64(k) {
+		fail("bulk: server received %d bytes, sent %d", total, per*int64(k))
+	}
+	return secs, cpu, total
+}
+
+// bulkRead is the server's side of a bulk stream: it reads the stream to its end, and returns
+// the bytes read and when the last of them came.
+func bulkRead(st *smux.Stream) (int64, time.Time) {
+	sink := &lastWrite{at: time.Now()}
+	n, err := io.Copy(sink, st)
+	if err != nil && err != io.EOF { // this smux's WriteTo reports the EOF
+		fail("bulk: server read after %d bytes: %v", n, err)
+	}
+	return n, sink.at
+}
+
+// lastWrite discards what is written to it and notes when the last write came.
+type lastWrite struct{ at time.Time }
+
+func (w *lastWrite) Write(p []byte) (int, error) {
+	w.at = time.Now()
+	return len(p), nil
+}
+
+// bulkSend is the client's side of bulk: k streams at once, each opened, given per bytes in
+// 64 KiB writes and closed. It returns once every write and close returned.
+func bulkSend(client *smux.Session, k int, per int64) {
 	chunk := make([]byte, benchChunk)
 	for i := range chunk {
 		chunk[i] = 0x5a
 	}
-	cpu0 := cpuSeconds()
-	start := time.Now()
 	var wg sync.WaitGroup
 	for i := 0; i < k; i++ {
 		wg.Add(1)
@@ -181,16 +232,6 @@ func benchBulk(client, server *smux.Session) (float64, float64, int64) {
 		}()
 	}
 	wg.Wait()
-	var total int64
-	for i := 0; i < k; i++ {
-		total += <-received
-	}
-	secs := time.Since(start).Seconds()
-	cpu := cpuSeconds() - cpu0
-	if total != per*int64(k) {
-		fail("bulk: server received %d bytes, sent %d", total, per*int64(k))
-	}
-	return secs, cpu, total
 }
 
 func benchRR(client, server *smux.Session) (float64, float64, int64) {

@@ -9,7 +9,8 @@
 //	-mode vectors  write the bytes Go smux itself puts on the wire for every command, both
 //	               versions, into files under -out (golden vectors); no network
 //	-mode bench    a Go smux client and server in this process run one benchmark scenario
-//	               (bench.go; used by benches/benches/e2e.rs)
+//	               (bench.go; used by benches/benches/e2e.rs and link.rs), or with -role
+//	               only one end of it against another peer (link.go)
 //
 // In server and client mode the session does two things at once:
 //

@@ -90,6 +90,8 @@ pub const BULK_PATHS: [LinkPath; 4] = [
 ];
 /// The path of the interactive scenarios.
 pub const INTER_PATHS: [LinkPath; 1] = [LinkPath::new(40, 100)];
+/// The only path of the mixed cases (ours against Go), in every scenario.
+pub const MIXED_PATH: LinkPath = LinkPath::new(40, 100);
 
 impl LinkPath {
     const fn new(rtt_ms: u64, mbit: u64) -> LinkPath {
@@ -140,6 +142,10 @@ pub enum Impl {
     AsyncSmux,
     /// yamux 0.14.
     Yamux,
+    /// Mixed: smux-tokio as the client (protocol version 1 or 2), the Go peer as the server.
+    TokioToGo(u8),
+    /// Mixed: the Go peer as the client, smux-tokio as the server (protocol version 1 or 2).
+    GoToTokio(u8),
 }
 
 /// Every multiplexer, in column order.
@@ -154,6 +160,14 @@ pub const IMPLS: [Impl; 8] = [
     Impl::Yamux,
 ];
 
+/// The mixed pairs, in column order (after every peer against itself); no `+lowat` variants.
+pub const MIXED: [Impl; 4] = [
+    Impl::TokioToGo(1),
+    Impl::TokioToGo(2),
+    Impl::GoToTokio(1),
+    Impl::GoToTokio(2),
+];
+
 impl Impl {
     /// Its name in case keys.
     pub fn key(self) -> String {
@@ -163,6 +177,8 @@ impl Impl {
             Impl::Go(v) => format!("go-v{v}"),
             Impl::AsyncSmux => "async_smux".into(),
             Impl::Yamux => "yamux".into(),
+            Impl::TokioToGo(v) => format!("tokio-v{v}>go"),
+            Impl::GoToTokio(v) => format!("go>tokio-v{v}"),
         }
     }
 
@@ -174,7 +190,19 @@ impl Impl {
             Impl::Go(v) => format!("Go smux v{v}"),
             Impl::AsyncSmux => "async_smux 0.4".into(),
             Impl::Yamux => "yamux 0.14".into(),
+            Impl::TokioToGo(v) => format!("ours tokio v{v} → Go"),
+            Impl::GoToTokio(v) => format!("Go → ours tokio v{v}"),
         }
+    }
+
+    /// Whether it is a mixed pair: ours on one end, Go on the other.
+    pub fn is_mixed(self) -> bool {
+        matches!(self, Impl::TokioToGo(_) | Impl::GoToTokio(_))
+    }
+
+    /// Whether it runs the Go peer (alone or against ours).
+    pub fn needs_go(self) -> bool {
+        matches!(self, Impl::Go(_)) || self.is_mixed()
     }
 }
 
@@ -188,16 +216,18 @@ pub struct Peer {
     pub lowat: bool,
 }
 
-/// Every column, in order: each multiplexer, then the same with `+lowat`.
+/// Every column, in order: each multiplexer against itself, the same with `+lowat`, then the
+/// mixed pairs.
 pub fn peers() -> Vec<Peer> {
     [false, true]
         .into_iter()
         .flat_map(|lowat| IMPLS.into_iter().map(move |imp| Peer { imp, lowat }))
+        .chain(MIXED.into_iter().map(|imp| Peer { imp, lowat: false }))
         .collect()
 }
 
 impl Peer {
-    /// Its name in case keys: `tokio-v2`, `go-v1+lowat`, ...
+    /// Its name in case keys: `tokio-v2`, `go-v1+lowat`, `tokio-v2>go`, ...
     pub fn key(self) -> String {
         format!(
             "{}{}",
@@ -243,7 +273,7 @@ impl Case {
         )
     }
 
-    /// Every case, in table order.
+    /// Every case, in table order (the mixed pairs on [`MIXED_PATH`] only).
     pub fn all() -> Vec<Case> {
         let peers = peers();
         SCENARIOS
@@ -258,6 +288,7 @@ impl Case {
                     })
                 })
             })
+            .filter(|c| !c.peer.imp.is_mixed() || c.path == MIXED_PATH)
             .collect()
     }
 }

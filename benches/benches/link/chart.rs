@@ -1,12 +1,12 @@
 //! The chart of the interactive scenarios, as hand-written SVG: for `inter1` and `inter8`
 //! side by side, each peer's download rate during the measurement (x, % of the link) against
 //! its interactive round trip's 99th percentile (y, ms, log scale), with the targets (70 ms,
-//! 90 %) as dashed lines.
+//! 90 %) as dashed lines. The mixed pairs (ours against Go) are squares.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::cases::{Case, Impl, Scenario, IMPLS};
+use crate::cases::{Case, Impl, Scenario, IMPLS, MIXED};
 use crate::report::{Failure, Results};
 
 /// The target for the interactive round trip's p99, ms.
@@ -31,6 +31,7 @@ struct Point {
     label: String,
     color: &'static str,
     hollow: bool,
+    square: bool,
     share: f64,
     p99_ms: f64,
 }
@@ -46,7 +47,28 @@ fn color(imp: Impl) -> &'static str {
         Impl::Go(_) => "#ff7f0e",
         Impl::AsyncSmux => "#9467bd",
         Impl::Yamux => "#8c564b",
+        Impl::TokioToGo(1) => "#3949ab",
+        Impl::TokioToGo(_) => "#00897b",
+        Impl::GoToTokio(1) => "#ad1457",
+        Impl::GoToTokio(_) => "#e377c2",
     }
+}
+
+/// A marker at (`x`, `y`): a circle, or a square for a mixed pair.
+fn marker(svg: &mut String, x: f64, y: f64, square: bool, fill: &str, stroke: &str) {
+    let _ = if square {
+        writeln!(
+            svg,
+            r#"<rect x="{:.1}" y="{:.1}" width="9" height="9" fill="{fill}" stroke="{stroke}" stroke-width="2"/>"#,
+            x - 4.5,
+            y - 4.5
+        )
+    } else {
+        writeln!(
+            svg,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{fill}" stroke="{stroke}" stroke-width="2"/>"#
+        )
+    };
 }
 
 fn escape(s: &str) -> String {
@@ -168,7 +190,7 @@ pub fn write(r: &Results, path: &Path, caption: &str) -> std::io::Result<bool> {
     for (i, &sc) in panels.iter().enumerate() {
         panel(&mut svg, &scale, PLOT_LEFT[i], sc, &points[i], r);
     }
-    legend(&mut svg);
+    legend(&mut svg, all().any(|p| p.square));
     let _ = writeln!(
         svg,
         r##"<text x="{}" y="{}" font-size="10" text-anchor="middle" fill="#666">{}</text>"##,
@@ -196,6 +218,7 @@ fn points(r: &Results, sc: Scenario) -> Vec<Point> {
                     label: peer.key(),
                     color: color(peer.imp),
                     hollow: peer.lowat,
+                    square: peer.imp.is_mixed(),
                     share: s.share,
                     p99_ms: s.p99_ms,
                 });
@@ -283,11 +306,7 @@ fn panel(svg: &mut String, scale: &Scale, left: f64, sc: Scenario, points: &[Poi
         .collect();
     for (p, &(x, y)) in points.iter().zip(&at) {
         let fill = if p.hollow { "white" } else { p.color };
-        let _ = writeln!(
-            svg,
-            r#"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{fill}" stroke="{}" stroke-width="2"/>"#,
-            p.color
-        );
+        marker(svg, x, y, p.square, fill, p.color);
     }
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by(|&a, &b| at[a].1.total_cmp(&at[b].1));
@@ -344,20 +363,21 @@ fn panel(svg: &mut String, scale: &Scale, left: f64, sc: Scenario, points: &[Poi
     }
 }
 
-/// The legend below the panels: a colour per multiplexer, filled or hollow markers.
-fn legend(svg: &mut String) {
+/// The legend below the panels: a colour per multiplexer (and per mixed pair if `mixed`),
+/// filled or hollow markers.
+fn legend(svg: &mut String, mixed: bool) {
     let y = PLOT_TOP + PLOT_H + 90.0;
     let mut x = PLOT_LEFT[0];
-    for imp in IMPLS {
+    let shown = IMPLS.len() + if mixed { MIXED.len() } else { 0 };
+    for imp in IMPLS.into_iter().chain(MIXED).take(shown) {
         let name = imp.key();
+        let c = color(imp);
+        marker(svg, x, y - 4.0, imp.is_mixed(), c, c);
         let _ = writeln!(
             svg,
-            r#"<circle cx="{x:.1}" cy="{:.1}" r="5" fill="{c}" stroke="{c}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
-            y - 4.0,
+            r#"<text x="{:.1}" y="{y:.1}" font-size="11">{}</text>"#,
             x + 9.0,
-            y,
             escape(&name),
-            c = color(imp)
         );
         x += 24.0 + name.len() as f64 * 6.5;
     }
@@ -372,4 +392,12 @@ fn legend(svg: &mut String) {
         PLOT_LEFT[0] + 149.0,
         y = y + 24.0
     );
+    if mixed {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" font-size="11">squares: ours against Go smux, client&gt;server (tokio-v2&gt;go: ours the client, Go the server)</text>"##,
+            PLOT_LEFT[0] + 560.0,
+            y + 24.0
+        );
+    }
 }

@@ -102,11 +102,7 @@ impl Results {
         }
         match self.summary(case) {
             Some(s) => show(&s),
-            None if self.go_skipped.is_some()
-                && matches!(case.peer.imp, crate::cases::Impl::Go(_)) =>
-            {
-                "skipped".into()
-            }
+            None if self.go_skipped.is_some() && case.peer.imp.needs_go() => "skipped".into(),
             None if self.selected.contains(&case) => "no result".into(),
             None => "not run".into(),
         }

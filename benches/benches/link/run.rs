@@ -4,11 +4,13 @@
 //! The Rust peers run client and server in this process, the relay on its own thread. The Go
 //! peer runs as a process of its own (`-mode bench -via -`): it prints its server's address,
 //! this process starts the relay towards it and answers with the relay's address on the
-//! peer's stdin, and passes its `result` line on.
+//! peer's stdin, and passes its `result` line on. The mixed cases (ours against the Go peer)
+//! are in `mixed.rs`.
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,13 +71,17 @@ impl LinkResult {
 
 /// Runs `case` and returns its `result` line (`go`: the Go peer's executable).
 pub fn run_case(case: Case, p: Params, go: Option<&Path>) -> String {
+    let go = || go.expect("the Go peer's executable");
     match case.peer.imp {
-        Impl::Go(v) => run_go(case, p, v, go.expect("the Go peer's executable")),
+        Impl::Go(v) => run_go(case, p, v, go()),
+        Impl::TokioToGo(v) => crate::mixed::ours_client(case, p, v, go()),
+        Impl::GoToTokio(v) => crate::mixed::ours_server(case, p, v, go()),
         _ => run_rust(case, p),
     }
 }
 
-fn ours_config(version: u8) -> MuxConfig {
+/// Ours with protocol `version`, otherwise `MuxConfig::default()`.
+pub fn ours_config(version: u8) -> MuxConfig {
     MuxConfig::default().with_version(if version == 1 {
         Version::V1
     } else {
@@ -108,7 +114,9 @@ fn run_rust(case: Case, p: Params) -> String {
             .block_on(scenario(Rt::Tokio, sc, p, |h| setup_async_smux(pair, h))),
         Impl::Yamux => tokio_runtime(false, 2)
             .block_on(scenario(Rt::Tokio, sc, p, |h| setup_yamux(None, pair, h))),
-        Impl::Go(_) => unreachable!("the Go peer runs in its own process"),
+        Impl::Go(_) | Impl::TokioToGo(_) | Impl::GoToTokio(_) => {
+            unreachable!("the Go peer runs in its own process")
+        }
     };
     let (up, down) = relay.relayed();
     eprintln!("relay: {up} bytes client → server, {down} bytes server → client");
@@ -152,7 +160,14 @@ where
     F: FnOnce(Handler<S>) -> Fut,
     Fut: std::future::Future<Output = Opener<S>>,
 {
-    let handler: Handler<S> = Arc::new(|mut s: S| {
+    let open = setup(inter_handler()).await;
+    inter_client(rt, k, p, open).await
+}
+
+/// The server's side of [`inter`]: a stream whose first byte is `b` gets [`CHUNK`]s without
+/// end, one whose first byte is `i` is echoed.
+pub fn inter_handler<S: Io>() -> Handler<S> {
+    Arc::new(|mut s: S| {
         Box::pin(async move {
             let mut kind = [0u8; 1];
             if s.read_exact(&mut kind).await.is_err() {
@@ -180,8 +195,16 @@ where
                 other => panic!("inter: unknown stream kind {other}"),
             }
         })
-    });
-    let open = setup(handler).await;
+    })
+}
+
+/// The client's side of [`inter`] on the streams `open` opens; returns what [`inter`] does.
+pub async fn inter_client<S: Io>(
+    rt: Rt,
+    k: usize,
+    p: Params,
+    open: Opener<S>,
+) -> (f64, u64, f64, Vec<u64>) {
     let requests = p.requests();
     let body = async move {
         let received = Arc::new(AtomicU64::new(0));
@@ -246,13 +269,32 @@ where
 /// The Go peer through the relay: it prints its server's address (`listening ADDR`), the
 /// relay starts towards it, the peer's client dials the relay's address read from stdin.
 fn run_go(case: Case, p: Params, version: u8, go: &Path) -> String {
-    let mut cmd = Command::new(go);
-    cmd.args(["-mode", "bench", "-deadline", "3600000", "-via", "-"])
-        .arg("-version")
-        .arg(version.to_string());
+    let mut cmd = go_command(go, case, p, version);
+    cmd.args(["-via", "-"]);
     if case.peer.lowat {
         cmd.arg("-lowat").arg(LOWAT.to_string());
     }
+    let mut peer = GoPeer::start(cmd);
+    let server = peer.listening();
+    let relay = Relay::start(server, case.path.spec()).expect("start the relay");
+    peer.tell(&relay.addr().to_string());
+    let result = peer.next_line("result ");
+    // Its stdin is kept open until it exited: the Go peer fails when its stdin closes first.
+    let status = peer.wait();
+    let (up, down) = relay.relayed();
+    eprintln!("relay: {up} bytes client → server, {down} bytes server → client");
+    assert!(status.success(), "the Go peer failed: {status}");
+    result.expect("the Go peer's result")
+}
+
+/// The Go peer's command line for the scenario of `case` (`-mode bench`, protocol `version`,
+/// the scenario's flags); the caller adds how it connects.
+pub fn go_command(go: &Path, case: Case, p: Params, version: u8) -> Command {
+    let mut cmd = Command::new(go);
+    // The bench's own time limit applies, not the peer's.
+    cmd.args(["-mode", "bench", "-deadline", "3600000"])
+        .arg("-version")
+        .arg(version.to_string());
     let k = case.scenario.streams().to_string();
     if case.scenario.is_bulk() {
         cmd.args(["-scenario", "bulk", "-conns", &k, "-bytes"])
@@ -266,16 +308,38 @@ fn run_go(case: Case, p: Params, version: u8, go: &Path) -> String {
             .arg("-interval")
             .arg(INTERVAL.as_millis().to_string());
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let mut next_line = |prefix: &str| -> io::Result<String> {
-        for line in lines.by_ref() {
+    cmd
+}
+
+/// A running Go peer: its stdin (the peer ends when it closes) and its stdout, line by line.
+pub struct GoPeer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: io::Lines<BufReader<ChildStdout>>,
+}
+
+impl GoPeer {
+    /// Starts `cmd`, its stderr going to this process's.
+    pub fn start(mut cmd: Command) -> GoPeer {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        GoPeer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next line of its stdout that starts with `prefix` (the lines before it go to
+    /// stderr).
+    pub fn next_line(&mut self, prefix: &str) -> io::Result<String> {
+        for line in self.lines.by_ref() {
             let line = line?;
             if line.starts_with(prefix) {
                 return Ok(line);
@@ -285,21 +349,41 @@ fn run_go(case: Case, p: Params, version: u8, go: &Path) -> String {
         Err(io::Error::other(format!(
             "the Go peer ended without a `{prefix}` line"
         )))
-    };
-    let listening = next_line("listening ").expect("the Go peer's server address");
-    let server = listening["listening ".len()..]
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("bad address in `{listening}`: {e}"));
-    let relay = Relay::start(server, case.path.spec()).expect("start the relay");
-    writeln!(stdin, "{}", relay.addr()).expect("tell the Go peer the relay's address");
-    stdin.flush().expect("flush");
-    let result = next_line("result ");
-    let status = child.wait().expect("wait for the Go peer");
-    // Kept open until now: the Go peer ends when its stdin does.
-    drop(stdin);
-    let (up, down) = relay.relayed();
-    eprintln!("relay: {up} bytes client → server, {down} bytes server → client");
-    assert!(status.success(), "the Go peer failed: {status}");
-    result.expect("the Go peer's result")
+    }
+
+    /// The address of its server, from its `listening ADDR` line.
+    pub fn listening(&mut self) -> SocketAddr {
+        let line = self
+            .next_line("listening ")
+            .expect("the Go peer's server address");
+        line["listening ".len()..]
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in `{line}`: {e}"))
+    }
+
+    /// Writes `line` to its stdin.
+    pub fn tell(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to the Go peer's stdin");
+        stdin.flush().expect("flush the Go peer's stdin");
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for the Go peer")
+    }
+
+    /// Waits until it exits by itself, then closes its stdin.
+    pub fn wait(mut self) -> ExitStatus {
+        let status = self.child.wait().expect("wait for the Go peer");
+        drop(self.stdin.take());
+        status
+    }
+
+    /// Closes its stdin (which ends a peer of `-role`), then waits until it exits.
+    pub fn close(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().expect("wait for the Go peer")
+    }
 }
