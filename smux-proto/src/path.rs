@@ -526,15 +526,18 @@ mod tests {
         w as u32
     }
 
+    /// A probe of stream 1 sent at `at` and answered `rtt` later, `sharers` streams busy.
+    fn probe_with(p: &mut PathEstimate, sharers: usize, at: Instant, rtt: Duration) {
+        let id = StreamId::new(1);
+        p.update_sent(id, 0, at);
+        p.data_received(id, 1, sharers, at + rtt);
+    }
+
     #[test]
     fn a_drain_measures_the_path_afresh() {
         let t0 = origin();
-        let id = StreamId::new(1);
         let mut p = PathEstimate::default();
-        let probe = |p: &mut PathEstimate, at: Instant, rtt: Duration| {
-            p.update_sent(id, 0, at);
-            p.data_received(id, 1, 1, at + rtt);
-        };
+        let probe = |p: &mut PathEstimate, at, rtt| probe_with(p, 1, at, rtt);
         // The first samples waited behind a queue.
         probe(&mut p, t0, 160 * MS);
         probe(&mut p, t0 + 200 * MS, 190 * MS);
@@ -623,12 +626,8 @@ mod tests {
     #[test]
     fn a_drain_that_finds_the_path_longer_is_confirmed_by_a_deep_one() {
         let t0 = origin();
-        let id = StreamId::new(1);
         let mut p = PathEstimate::default();
-        let probe = |p: &mut PathEstimate, at: Instant, rtt: Duration| {
-            p.update_sent(id, 0, at);
-            p.data_received(id, 1, 2, at + rtt);
-        };
+        let probe = |p: &mut PathEstimate, at, rtt| probe_with(p, 2, at, rtt);
         // Several streams busy at the first sample: the first drain comes a second later.
         probe(&mut p, t0, 40 * MS);
         let mut s = StreamPath::default();

@@ -64,17 +64,7 @@ where
     for _ in 0..k {
         let open = open.clone();
         writers.push(rt.spawn(async move {
-            let mut s = open().await.expect("bulk: open");
-            let chunk = vec![0x5au8; CHUNK];
-            let mut left = per;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                s.write_all(&chunk[..n]).await.expect("bulk: write");
-                left -= n as u64;
-            }
-            s.shutdown().await.expect("bulk: shutdown");
-            let mut rest = [0u8; 16];
-            while s.read(&mut rest).await.expect("bulk: read the FIN") > 0 {}
+            send_stream(open().await.expect("bulk: open"), per).await;
         }));
     }
     futures::future::join_all(writers).await;
@@ -94,4 +84,19 @@ where
         secs_fin,
         cpu,
     }
+}
+
+/// One bulk stream's client side: `per` bytes in [`CHUNK`] writes, a half-close, then reads
+/// until the server's end.
+pub async fn send_stream<S: Io>(mut s: S, per: u64) {
+    let chunk = vec![0x5au8; CHUNK];
+    let mut left = per;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        s.write_all(&chunk[..n]).await.expect("bulk: write");
+        left -= n as u64;
+    }
+    s.shutdown().await.expect("bulk: shutdown");
+    let mut rest = [0u8; 16];
+    while s.read(&mut rest).await.expect("bulk: read the FIN") > 0 {}
 }

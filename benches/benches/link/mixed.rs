@@ -22,8 +22,8 @@ use smux_test_support::netem::Relay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cases::{Case, Params};
-use crate::common::bulk::CHUNK;
-use crate::common::harness::{cpu_seconds, result_fields, status_kib, Sample};
+use crate::common::bulk::{send_stream, CHUNK};
+use crate::common::harness::{cpu_seconds, result_fields};
 use crate::common::peers::{tokio_runtime, Handler, Opener, OursTokio, Rt};
 use crate::run::{go_command, inter_client, inter_handler, ours_config, GoPeer, LinkResult};
 
@@ -97,16 +97,7 @@ pub fn ours_client(case: Case, p: Params, version: u8, go: &Path) -> String {
     let (up, down) = relay.relayed();
     eprintln!("relay: {up} bytes client → server, {down} bytes server → client");
     assert!(status.success(), "the Go peer failed: {status}");
-    LinkResult {
-        sample: Sample {
-            secs,
-            units,
-            cpu,
-            hwm_kib: status_kib("VmHWM"),
-        },
-        lat_us,
-    }
-    .line()
+    LinkResult::measured(secs, units, cpu, lat_us).line()
 }
 
 /// `go>tokio-vN`: the Go peer is the client (`-role client`, dialing the relay), ours the
@@ -197,22 +188,7 @@ async fn bulk_client(open: Opener<OursTokio>, k: usize, total: u64) -> (u64, f64
         .map(|_| {
             let open = open.clone();
             tokio::spawn(async move {
-                let mut s = open().await.expect("bulk: open");
-                let chunk = vec![0x5au8; CHUNK];
-                let mut left = per;
-                while left > 0 {
-                    let n = left.min(CHUNK as u64) as usize;
-                    s.write_all(&chunk[..n]).await.expect("bulk: write");
-                    left -= n as u64;
-                }
-                s.shutdown().await.expect("bulk: shutdown");
-                let mut rest = [0u8; 16];
-                while s
-                    .read(&mut rest)
-                    .await
-                    .expect("bulk: read the server's end")
-                    > 0
-                {}
+                send_stream(open().await.expect("bulk: open"), per).await;
             })
         })
         .collect();

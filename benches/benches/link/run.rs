@@ -43,6 +43,19 @@ pub struct LinkResult {
 }
 
 impl LinkResult {
+    /// A result measured in this process (its peak memory read now).
+    pub fn measured(secs: f64, units: u64, cpu: f64, lat_us: Vec<u64>) -> LinkResult {
+        LinkResult {
+            sample: Sample {
+                secs,
+                units,
+                cpu,
+                hwm_kib: status_kib("VmHWM"),
+            },
+            lat_us,
+        }
+    }
+
     /// The `result` line.
     pub fn line(&self) -> String {
         let mut line = self.sample.line();
@@ -136,15 +149,7 @@ where
     } else {
         inter(rt, sc.streams(), p, setup).await
     };
-    LinkResult {
-        sample: Sample {
-            secs,
-            units,
-            cpu,
-            hwm_kib: status_kib("VmHWM"),
-        },
-        lat_us,
-    }
+    LinkResult::measured(secs, units, cpu, lat_us)
 }
 
 /// An interactive stream beside `k` downloads: the client opens the download streams (first
