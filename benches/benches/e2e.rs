@@ -1,5 +1,6 @@
 //! End-to-end benchmark over loopback TCP: smux-rs (smux-tokio and smux-smol, protocol
-//! versions 1 and 2) beside raw TCP, `async_smux` 0.4, `yamux` 0.14 and Go's xtaci/smux.
+//! versions 1 and 2) beside raw TCP (on tokio and on smol), `async_smux` 0.4, `yamux` 0.14 and
+//! Go's xtaci/smux.
 //!
 //! `cargo bench -p smux-benches --bench e2e` runs every case and prints a markdown table
 //! (medians of 3 runs) and the ratios to the performance targets; see `benches/README.md`
@@ -35,11 +36,14 @@ use futures::StreamExt;
 use smux_tokio::{MuxConfig, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 /// Streams (or TCP connections) at once in the `bulk8` scenario.
 const BULK_STREAMS: usize = 8;
 /// Tasks opening streams at once in the `idle` scenario.
 const IDLE_OPENERS: usize = 64;
+/// Tasks opening streams at once in the `popen` scenario (each one open after another).
+const POPEN_TASKS: usize = 64;
 /// `max_stream_buffer` of the extra version-2 column: the fixed window of the releases before
 /// the shared receive budget (the default now caps a stream at the whole 4 MiB budget).
 const CAPPED_WINDOW: usize = 1 << 20;
@@ -65,12 +69,16 @@ enum Scenario {
     Pp,
     /// Pingpong beside [`parked`] idle streams with a reader parked on each end.
     PpParked,
+    /// Pipelined opens: [`POPEN_TASKS`] tasks at once, each doing `rr`'s open + 1-byte echo +
+    /// close back to back.
+    Popen,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario::Bulk1,
     Scenario::Bulk8,
     Scenario::Rr,
+    Scenario::Popen,
     Scenario::Idle,
     Scenario::Pp,
     Scenario::PpParked,
@@ -102,6 +110,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Pp => "pp",
             Scenario::PpParked => "pp-parked",
+            Scenario::Popen => "popen",
         }
     }
 
@@ -112,20 +121,24 @@ impl Scenario {
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Peer {
+    /// Raw TCP on tokio.
     Tcp,
     Tokio(u8),
     TokioCappedWindow,
+    /// Raw TCP on smol.
+    SmolTcp,
     Smol(u8),
     AsyncSmux,
     Yamux,
     Go(u8),
 }
 
-const PEERS: [Peer; 10] = [
+const PEERS: [Peer; 11] = [
     Peer::Tcp,
     Peer::Tokio(1),
     Peer::Tokio(2),
     Peer::TokioCappedWindow,
+    Peer::SmolTcp,
     Peer::Smol(1),
     Peer::Smol(2),
     Peer::AsyncSmux,
@@ -140,6 +153,7 @@ impl Peer {
             Peer::Tcp => "tcp".into(),
             Peer::Tokio(v) => format!("tokio-v{v}"),
             Peer::TokioCappedWindow => "tokio-v2-1m".into(),
+            Peer::SmolTcp => "smol-tcp".into(),
             Peer::Smol(v) => format!("smol-v{v}"),
             Peer::AsyncSmux => "async_smux".into(),
             Peer::Yamux => "yamux".into(),
@@ -149,9 +163,10 @@ impl Peer {
 
     fn header(self) -> String {
         match self {
-            Peer::Tcp => "raw TCP".into(),
+            Peer::Tcp => "raw TCP tokio".into(),
             Peer::Tokio(v) => format!("ours tokio v{v}"),
             Peer::TokioCappedWindow => "ours tokio v2 1 MiB cap".into(),
+            Peer::SmolTcp => "raw TCP smol".into(),
             Peer::Smol(v) => format!("ours smol v{v}"),
             Peer::AsyncSmux => "async_smux 0.4".into(),
             Peer::Yamux => "yamux 0.14".into(),
@@ -166,8 +181,11 @@ impl Peer {
     /// Raw TCP has no streams to open and close or to hold idle (its pingpong is one
     /// connection).
     fn runs(self, scenario: Scenario) -> bool {
-        !(self == Peer::Tcp
-            && matches!(scenario, Scenario::Rr | Scenario::Idle | Scenario::PpParked))
+        !(matches!(self, Peer::Tcp | Peer::SmolTcp)
+            && matches!(
+                scenario,
+                Scenario::Rr | Scenario::Popen | Scenario::Idle | Scenario::PpParked
+            ))
     }
 
     /// How a peer whose stream opening slows down with every stream already open takes part
@@ -198,10 +216,12 @@ enum IdleSlow {
 struct Params {
     /// Bytes moved in all by `bulk1` and by `bulk8`.
     bytes: u64,
-    /// Round trips of `rr`.
+    /// Round trips of `rr`, `pp` and `pp-parked`.
     ops: u64,
     /// Streams of `idle`.
     idle: u64,
+    /// Streams of `popen` (opened, echoed and closed).
+    opens: u64,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -225,7 +245,8 @@ where
             let run = bulk(rt, k, p.bytes, setup).await;
             (run.secs_fin, run.bytes, run.cpu)
         }
-        Scenario::Rr => rr(rt, p.ops, setup).await,
+        Scenario::Rr => rr(rt, p.ops, 1, setup).await,
+        Scenario::Popen => rr(rt, p.opens, POPEN_TASKS, setup).await,
         Scenario::Idle => idle(rt, p.idle, setup).await,
         Scenario::Pp => pingpong(rt, p.ops, 0, setup).await,
         Scenario::PpParked => pingpong(rt, p.ops, parked(), setup).await,
@@ -238,10 +259,12 @@ where
     }
 }
 
-/// `ops` times in sequence: open a stream, write 1 byte, read the 1-byte echo, half-close and
-/// drop it (not waiting for the server's FIN). The server reads the byte, writes it back,
-/// reads to EOF and half-closes.
-async fn rr<S, F, Fut>(rt: Rt, ops: u64, setup: F) -> (f64, u64, f64)
+/// `ops` times: open a stream, write 1 byte, read the 1-byte echo, half-close and drop it (not
+/// waiting for the server's FIN). The server reads the byte, writes it back, reads to EOF and
+/// half-closes. `tasks` tasks at once do that, each in sequence (`ops / tasks` each, the
+/// remainder spread over the first ones): 1 for `rr`, [`POPEN_TASKS`] for `popen`. Timed from
+/// before the first open until every task has closed its last stream.
+async fn rr<S, F, Fut>(rt: Rt, ops: u64, tasks: usize, setup: F) -> (f64, u64, f64)
 where
     S: Io,
     F: FnOnce(Handler<S>) -> Fut,
@@ -261,18 +284,24 @@ where
     let open = setup(handler).await;
     let cpu0 = cpu_seconds();
     let start = Instant::now();
-    rt.spawn(async move {
-        for i in 0..ops {
-            let mut s = open().await.expect("rr: open");
-            let mut b = [i as u8];
-            s.write_all(&b).await.expect("rr: write");
-            s.flush().await.expect("rr: flush");
-            s.read_exact(&mut b).await.expect("rr: read the echo");
-            assert_eq!(b[0], i as u8, "rr: echo");
-            s.shutdown().await.expect("rr: shutdown");
-        }
-    })
-    .await;
+    let tasks = tasks.max(1) as u64;
+    let mut workers = Vec::new();
+    for w in 0..tasks {
+        let count = ops / tasks + u64::from(w < ops % tasks);
+        let open = open.clone();
+        workers.push(rt.spawn(async move {
+            for i in 0..count {
+                let mut s = open().await.expect("rr: open");
+                let mut b = [(i ^ w) as u8];
+                s.write_all(&b).await.expect("rr: write");
+                s.flush().await.expect("rr: flush");
+                s.read_exact(&mut b).await.expect("rr: read the echo");
+                assert_eq!(b[0], (i ^ w) as u8, "rr: echo");
+                s.shutdown().await.expect("rr: shutdown");
+            }
+        }));
+    }
+    futures::future::join_all(workers).await;
     (start.elapsed().as_secs_f64(), ops, cpu_seconds() - cpu0)
 }
 
@@ -410,6 +439,32 @@ async fn setup_tcp(handler: Handler<TcpStream>) -> Opener<TcpStream> {
     })
 }
 
+/// Raw TCP on smol, the same as [`setup_tcp`] on smol's executor and sockets (with tokio's
+/// I/O traits through tokio-util's compat wrapper, as [`setup_ours_smol`]'s streams).
+async fn setup_smol_tcp(handler: Handler<SmolTcp>) -> Opener<SmolTcp> {
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    smol::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            s.set_nodelay(true).expect("nodelay");
+            smol::spawn(handler(s.compat())).detach();
+        }
+    })
+    .detach();
+    Arc::new(move || {
+        Box::pin(async move {
+            let s = smol::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(s.compat())
+        })
+    })
+}
+
+/// A raw TCP connection on smol, with tokio's I/O traits.
+type SmolTcp = Compat<smol::net::TcpStream>;
+
 /// `SMUX_BENCH_CLIENT_DRIVE=1`: our client mux also gets a task in `Mux::drive` (an
 /// experiment; by default only the streams' own polls drive the client, as documented).
 fn client_drive() -> bool {
@@ -455,6 +510,7 @@ fn run_case(sc: Scenario, peer: Peer, p: Params) -> Sample {
     };
     match peer {
         Peer::Tcp => tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, setup_tcp)),
+        Peer::SmolTcp => smol::block_on(scenario(Rt::Smol, sc, p, setup_smol_tcp)),
         Peer::Tokio(v) => {
             let config = ours_config(v, false, sc, p);
             tokio_runtime().block_on(scenario(Rt::Tokio, sc, p, |h| {
@@ -504,12 +560,14 @@ fn options(args: &[String]) -> Options {
             bytes: 8 << 20,
             ops: 200,
             idle: 1000,
+            opens: 1000,
         }
     } else {
         Params {
             bytes: 2 << 30,
             ops: 20_000,
             idle: 100_000,
+            opens: 50_000,
         }
     };
     if let Some(b) = env_u64("SMUX_BENCH_BYTES") {
@@ -520,6 +578,9 @@ fn options(args: &[String]) -> Options {
     }
     if let Some(n) = env_u64("SMUX_BENCH_IDLE") {
         params.idle = n;
+    }
+    if let Some(n) = env_u64("SMUX_BENCH_OPENS") {
+        params.opens = n;
     }
     let reps = env_u64("SMUX_BENCH_REPS").map_or(if smoke { 1 } else { 3 }, |r| r.max(1) as usize);
     // Positional arguments filter too (`cargo bench --bench e2e -- tokio`).
@@ -558,6 +619,12 @@ fn case_command(sc: Scenario, peer: Peer, p: Params, go: Option<&Path>) -> Comma
                 Scenario::Rr => {
                     cmd.args(["-scenario", "rr", "-ops"]).arg(p.ops.to_string());
                 }
+                Scenario::Popen => {
+                    cmd.args(["-scenario", "popen", "-ops"])
+                        .arg(p.opens.to_string())
+                        .arg("-tasks")
+                        .arg(POPEN_TASKS.to_string());
+                }
                 Scenario::Idle => {
                     cmd.args(["-scenario", "idle", "-ops"])
                         .arg(p.idle.to_string());
@@ -581,7 +648,8 @@ fn case_command(sc: Scenario, peer: Peer, p: Params, go: Option<&Path>) -> Comma
                 .arg(peer.key())
                 .arg(p.bytes.to_string())
                 .arg(p.ops.to_string())
-                .arg(p.idle.to_string());
+                .arg(p.idle.to_string())
+                .arg(p.opens.to_string());
             cmd
         }
     }
@@ -678,6 +746,128 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A runtime of ours, a column of the ratio blocks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Runtime {
+    Tokio,
+    Smol,
+}
+
+/// Ours v1 on `rt`.
+fn v1(rt: Runtime) -> Peer {
+    match rt {
+        Runtime::Tokio => Peer::Tokio(1),
+        Runtime::Smol => Peer::Smol(1),
+    }
+}
+
+/// Ours v2 (default configuration) on `rt`.
+fn v2(rt: Runtime) -> Peer {
+    match rt {
+        Runtime::Tokio => Peer::Tokio(2),
+        Runtime::Smol => Peer::Smol(2),
+    }
+}
+
+/// What a target compares ours with.
+#[derive(Clone, Copy, Debug)]
+enum Base {
+    /// Raw TCP of the same runtime (`tcp` for tokio, `smol-tcp` for smol).
+    Tcp,
+    /// One peer, the same for both runtimes.
+    Peer(Peer),
+    /// The best (highest) of these peers, those that have a value.
+    Best(&'static [Peer]),
+    /// Ours (the same column) in another scenario (`Target::base_sc`).
+    Ours,
+    /// No base: the bound is on ours' value itself.
+    One,
+}
+
+/// A performance target: ours (in scenario `sc`) divided by the base (in `base_sc`), at least
+/// or at most `bound`.
+struct Target {
+    name: String,
+    ours: fn(Runtime) -> Peer,
+    sc: Scenario,
+    base: Base,
+    base_sc: Scenario,
+    metric: fn(&Sample) -> f64,
+    at_least: bool,
+    bound: f64,
+}
+
+impl Target {
+    /// ours v1 / base ≥ bound, both in `sc`.
+    fn new(name: String, sc: Scenario, base: Base, metric: fn(&Sample) -> f64, bound: f64) -> Self {
+        Target {
+            name,
+            ours: v1,
+            sc,
+            base,
+            base_sc: sc,
+            metric,
+            at_least: true,
+            bound,
+        }
+    }
+
+    /// ours v1 / base ≤ bound, both in `sc`.
+    fn at_most(
+        name: String,
+        sc: Scenario,
+        base: Base,
+        metric: fn(&Sample) -> f64,
+        bound: f64,
+    ) -> Self {
+        Target {
+            at_least: false,
+            ..Target::new(name, sc, base, metric, bound)
+        }
+    }
+
+    /// The ratio on `rt` and whether it meets the target ("n/a" without the values).
+    fn cell(&self, r: &Results, rt: Runtime) -> String {
+        let ours = (self.ours)(rt);
+        let value = |peer: Peer| r.value(self.base_sc, peer, self.metric);
+        let mut best_of = None;
+        let base = match self.base {
+            Base::Tcp => value(match rt {
+                Runtime::Tokio => Peer::Tcp,
+                Runtime::Smol => Peer::SmolTcp,
+            }),
+            Base::Peer(peer) => value(peer),
+            Base::Best(peers) => peers
+                .iter()
+                .filter_map(|&peer| Some((value(peer)?, peer)))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(v, peer)| {
+                    best_of = Some(peer);
+                    v
+                }),
+            Base::Ours => value(ours),
+            Base::One => Some(1.0),
+        };
+        match (r.value(self.sc, ours, self.metric), base) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                let ratio = a / b;
+                let met = if self.at_least {
+                    ratio >= self.bound
+                } else {
+                    ratio <= self.bound
+                };
+                format!(
+                    "{} {}{}",
+                    fmt_value(ratio),
+                    if met { "met" } else { "**missed**" },
+                    best_of.map_or(String::new(), |peer| format!(" (vs {})", peer.key()))
+                )
+            }
+            _ => "n/a".into(),
+        }
+    }
+}
+
 fn print_tables(r: &Results, o: &Options) {
     let p = o.params;
     type Row = (String, Scenario, fn(&Sample) -> f64);
@@ -721,6 +911,25 @@ fn print_tables(r: &Results, o: &Options) {
             ),
             Scenario::Rr,
             ops_per_s,
+        ),
+        (
+            "sequential open + echo + close, CPU µs per open (both ends)".into(),
+            Scenario::Rr,
+            cpu_us_per_op,
+        ),
+        (
+            format!(
+                "pipelined opens: {POPEN_TASKS} tasks at once, each open + 1-byte echo + close \
+                 in sequence ({} in all), opens/s",
+                fmt_value(p.opens as f64)
+            ),
+            Scenario::Popen,
+            ops_per_s,
+        ),
+        (
+            "pipelined opens, CPU µs per open (both ends)".into(),
+            Scenario::Popen,
+            cpu_us_per_op,
         ),
         (
             format!(
@@ -827,228 +1036,181 @@ fn print_tables(r: &Results, o: &Options) {
         );
     }
 
-    // Ratios to the targets of issue 5, for each runtime of ours.
-    struct Target {
-        name: String,
-        ours: fn(&str) -> Peer,
-        peer: Option<Peer>,
-        sc: Scenario,
-        metric: fn(&Sample) -> f64,
-        at_least: bool,
-        bound: f64,
-    }
-    fn v1(rt: &str) -> Peer {
-        if rt == "tokio" {
-            Peer::Tokio(1)
-        } else {
-            Peer::Smol(1)
-        }
-    }
-    fn v2(rt: &str) -> Peer {
-        if rt == "tokio" {
-            Peer::Tokio(2)
-        } else {
-            Peer::Smol(2)
-        }
-    }
-    let targets = [
-        Target {
-            name: "one stream: ours v1 / raw TCP ≥ 0.9".into(),
-            ours: v1,
-            peer: Some(Peer::Tcp),
-            sc: Scenario::Bulk1,
-            metric: gib_per_s,
-            at_least: true,
-            bound: 0.9,
-        },
-        Target {
-            name: "one stream: ours v1 / Go v1 ≥ 1.2".into(),
-            ours: v1,
-            peer: Some(Peer::Go(1)),
-            sc: Scenario::Bulk1,
-            metric: gib_per_s,
-            at_least: true,
-            bound: 1.2,
-        },
-        Target {
-            name: "one stream: ours v2 (default config) / Go v2 ≥ 1.5".into(),
-            ours: v2,
-            peer: Some(Peer::Go(2)),
-            sc: Scenario::Bulk1,
-            metric: gib_per_s,
-            at_least: true,
-            bound: 1.5,
-        },
-        Target {
-            name: format!("{BULK_STREAMS} streams: ours v1 / async_smux ≥ 1.5"),
-            ours: v1,
-            peer: Some(Peer::AsyncSmux),
-            sc: Scenario::Bulk8,
-            metric: gib_per_s,
-            at_least: true,
-            bound: 1.5,
-        },
-        Target {
-            name: "open+echo+close: ours v1 / Go v1 ≥ 1.0".into(),
-            ours: v1,
-            peer: Some(Peer::Go(1)),
-            sc: Scenario::Rr,
-            metric: ops_per_s,
-            at_least: true,
-            bound: 1.0,
-        },
-        Target {
-            name: "CPU s/GiB, one stream: ours v1 / async_smux ≤ 0.6".into(),
-            ours: v1,
-            peer: Some(Peer::AsyncSmux),
-            sc: Scenario::Bulk1,
-            metric: cpu_per_gib,
-            at_least: false,
-            bound: 0.6,
-        },
-        Target {
-            name: format!("CPU s/GiB, {BULK_STREAMS} streams: ours v1 / async_smux ≤ 0.6"),
-            ours: v1,
-            peer: Some(Peer::AsyncSmux),
-            sc: Scenario::Bulk8,
-            metric: cpu_per_gib,
-            at_least: false,
-            bound: 0.6,
-        },
-        Target {
-            name: format!(
-                "{} idle streams: peak RSS MiB of ours v1 (both ends) ≤ 100",
-                fmt_value(p.idle as f64)
-            ),
-            ours: v1,
-            peer: None,
-            sc: Scenario::Idle,
-            metric: rss_mib,
-            at_least: false,
-            bound: 100.0,
-        },
-    ];
-    println!();
-    println!("### Ratios to the targets (issue 5), same run");
-    println!();
-    println!("| target | ours tokio | ours smol |\n|---|---:|---:|");
-    for t in &targets {
-        let mut line = format!("| {} |", t.name);
-        for rt in ["tokio", "smol"] {
-            let ours = r.value(t.sc, (t.ours)(rt), t.metric);
-            let theirs = match t.peer {
-                Some(peer) => r.value(t.sc, peer, t.metric),
-                None => Some(1.0),
-            };
-            let cell = match (ours, theirs) {
-                (Some(a), Some(b)) if b > 0.0 => {
-                    let ratio = a / b;
-                    let met = if t.at_least {
-                        ratio >= t.bound
-                    } else {
-                        ratio <= t.bound
-                    };
-                    format!(
-                        "{} {}",
-                        fmt_value(ratio),
-                        if met { "met" } else { "**missed**" }
-                    )
-                }
-                _ => "n/a".into(),
-            };
-            line.push_str(&format!(" {cell} |"));
-        }
-        println!("{line}");
-    }
-    // The targets of issue 11 (request/response latency and parked tasks).
-    /// Name, scenario of ours, scenario of the base, ours, the base (`None`: ours), metric,
-    /// lowest ratio that meets the target.
-    type LatencyTarget = (
-        &'static str,
-        Scenario,
-        Scenario,
-        fn(&str) -> Peer,
-        Option<Peer>,
-        fn(&Sample) -> f64,
-        f64,
-    );
-    let latency: [LatencyTarget; 6] = [
-        (
-            "pingpong beside parked idle streams / pingpong, ours v1 ≥ 0.9",
-            Scenario::PpParked,
-            Scenario::Pp,
-            v1,
-            None,
-            ops_per_s,
+    // Ratios to the targets of issues 5, 11 and 21, for each runtime of ours.
+    let idle_name = |bound: &str| {
+        format!(
+            "{} idle streams: peak RSS MiB of ours v1 (both ends) ≤ {bound}",
+            fmt_value(p.idle as f64)
+        )
+    };
+    let issue5 = [
+        Target::new(
+            "one stream: ours v1 / raw TCP ≥ 0.9".into(),
+            Scenario::Bulk1,
+            Base::Tcp,
+            gib_per_s,
             0.9,
         ),
-        (
-            "pingpong: ours v1 / raw TCP ≥ 0.95",
-            Scenario::Pp,
-            Scenario::Pp,
-            v1,
-            Some(Peer::Tcp),
-            ops_per_s,
-            0.95,
+        Target::new(
+            "one stream: ours v1 / Go v1 ≥ 1.2".into(),
+            Scenario::Bulk1,
+            Base::Peer(Peer::Go(1)),
+            gib_per_s,
+            1.2,
         ),
-        (
-            "pingpong: ours v1 / Go v1 ≥ 1.0",
-            Scenario::Pp,
-            Scenario::Pp,
-            v1,
-            Some(Peer::Go(1)),
+        Target {
+            ours: v2,
+            ..Target::new(
+                "one stream: ours v2 (default config) / Go v2 ≥ 1.5".into(),
+                Scenario::Bulk1,
+                Base::Peer(Peer::Go(2)),
+                gib_per_s,
+                1.5,
+            )
+        },
+        Target::new(
+            format!("{BULK_STREAMS} streams: ours v1 / async_smux ≥ 1.5"),
+            Scenario::Bulk8,
+            Base::Peer(Peer::AsyncSmux),
+            gib_per_s,
+            1.5,
+        ),
+        Target::new(
+            "open+echo+close: ours v1 / Go v1 ≥ 1.0".into(),
+            Scenario::Rr,
+            Base::Peer(Peer::Go(1)),
             ops_per_s,
             1.0,
         ),
-        (
-            "open+echo+close: ours v1 / async_smux ≥ 1.2",
+        Target::at_most(
+            "CPU s/GiB, one stream: ours v1 / async_smux ≤ 0.6".into(),
+            Scenario::Bulk1,
+            Base::Peer(Peer::AsyncSmux),
+            cpu_per_gib,
+            0.6,
+        ),
+        Target::at_most(
+            format!("CPU s/GiB, {BULK_STREAMS} streams: ours v1 / async_smux ≤ 0.6"),
+            Scenario::Bulk8,
+            Base::Peer(Peer::AsyncSmux),
+            cpu_per_gib,
+            0.6,
+        ),
+        Target::at_most(idle_name("100"), Scenario::Idle, Base::One, rss_mib, 100.0),
+    ];
+    let issue11 = [
+        Target {
+            base_sc: Scenario::Pp,
+            ..Target::new(
+                "pingpong beside parked idle streams / pingpong, ours v1 ≥ 0.9".into(),
+                Scenario::PpParked,
+                Base::Ours,
+                ops_per_s,
+                0.9,
+            )
+        },
+        Target::new(
+            "pingpong: ours v1 / raw TCP ≥ 0.95".into(),
+            Scenario::Pp,
+            Base::Tcp,
+            ops_per_s,
+            0.95,
+        ),
+        Target::new(
+            "pingpong: ours v1 / Go v1 ≥ 1.0".into(),
+            Scenario::Pp,
+            Base::Peer(Peer::Go(1)),
+            ops_per_s,
+            1.0,
+        ),
+        Target::new(
+            "open+echo+close: ours v1 / async_smux ≥ 1.2".into(),
             Scenario::Rr,
-            Scenario::Rr,
-            v1,
-            Some(Peer::AsyncSmux),
+            Base::Peer(Peer::AsyncSmux),
             ops_per_s,
             1.2,
         ),
-        (
-            "open+echo+close: ours v1 / Go v1 ≥ 1.5",
+        Target::new(
+            "open+echo+close: ours v1 / Go v1 ≥ 1.5".into(),
             Scenario::Rr,
-            Scenario::Rr,
-            v1,
-            Some(Peer::Go(1)),
+            Base::Peer(Peer::Go(1)),
             ops_per_s,
             1.5,
         ),
-        (
-            "8 streams: ours v1 / yamux 0.14 ≥ 1.0",
+        Target::new(
+            "8 streams: ours v1 / yamux 0.14 ≥ 1.0".into(),
             Scenario::Bulk8,
-            Scenario::Bulk8,
-            v1,
-            Some(Peer::Yamux),
+            Base::Peer(Peer::Yamux),
             gib_per_s,
             1.0,
         ),
     ];
-    println!();
-    println!("### Ratios to the targets (issue 11), same run");
-    println!();
-    println!("| target | ours tokio | ours smol |\n|---|---:|---:|");
-    for (name, sc, base_sc, ours, peer, metric, bound) in latency {
-        let mut line = format!("| {name} |");
-        for rt in ["tokio", "smol"] {
-            let a = r.value(sc, ours(rt), metric);
-            let b = r.value(base_sc, peer.unwrap_or(ours(rt)), metric);
-            let cell = match (a, b) {
-                (Some(a), Some(b)) if b > 0.0 => {
-                    let ratio = a / b;
-                    let met = if ratio >= bound { "met" } else { "**missed**" };
-                    format!("{} {met}", fmt_value(ratio))
-                }
-                _ => "n/a".into(),
-            };
-            line.push_str(&format!(" {cell} |"));
+    let issue21 = [
+        Target::new(
+            "pingpong: ours v1 / raw TCP ≥ 0.95".into(),
+            Scenario::Pp,
+            Base::Tcp,
+            ops_per_s,
+            0.95,
+        ),
+        Target::new(
+            "open+echo+close: ours v1 / async_smux ≥ 1.2".into(),
+            Scenario::Rr,
+            Base::Peer(Peer::AsyncSmux),
+            ops_per_s,
+            1.2,
+        ),
+        Target::new(
+            "open+echo+close: ours v1 / Go v1 ≥ 1.5".into(),
+            Scenario::Rr,
+            Base::Peer(Peer::Go(1)),
+            ops_per_s,
+            1.5,
+        ),
+        Target::new(
+            "pipelined opens: ours v1 / best of async_smux, yamux, Go v1, Go v2 ≥ 1.0".into(),
+            Scenario::Popen,
+            Base::Best(&[Peer::AsyncSmux, Peer::Yamux, Peer::Go(1), Peer::Go(2)]),
+            ops_per_s,
+            1.0,
+        ),
+        Target::at_most(
+            "CPU µs per round trip (pingpong): ours v1 / async_smux ≤ 1.0".into(),
+            Scenario::Pp,
+            Base::Peer(Peer::AsyncSmux),
+            cpu_us_per_op,
+            1.0,
+        ),
+        Target::at_most(
+            "CPU s/GiB, one stream: ours v1 / raw TCP ≤ 1.1".into(),
+            Scenario::Bulk1,
+            Base::Tcp,
+            cpu_per_gib,
+            1.1,
+        ),
+        Target::at_most(idle_name("50"), Scenario::Idle, Base::One, rss_mib, 50.0),
+    ];
+    for (issue, targets) in [
+        ("5", &issue5[..]),
+        ("11", &issue11[..]),
+        ("21", &issue21[..]),
+    ] {
+        println!();
+        println!("### Ratios to the targets (issue {issue}), same run");
+        println!();
+        println!("| target | ours tokio | ours smol |\n|---|---:|---:|");
+        for t in targets {
+            let mut line = format!("| {} |", t.name);
+            for rt in [Runtime::Tokio, Runtime::Smol] {
+                line.push_str(&format!(" {} |", t.cell(r, rt)));
+            }
+            println!("{line}");
         }
-        println!("{line}");
     }
+    println!(
+        "\nraw TCP is that of the same runtime (tokio rows: raw TCP tokio; smol rows: raw TCP \
+         smol); async_smux, yamux and Go are the same columns for both."
+    );
     if o.smoke {
         println!("\n(smoke sizes: the ratios mean nothing here)");
     }
@@ -1080,13 +1242,15 @@ fn parent(args: &[String]) -> bool {
         })
         .collect();
     eprintln!(
-        "e2e: {} cases x {} run{}; {} bytes per bulk case, {} round trips, {} idle streams{}",
+        "e2e: {} cases x {} run{}; {} bytes per bulk case, {} round trips, {} idle streams, \
+         {} pipelined opens{}",
         selected.len(),
         o.reps,
         if o.reps == 1 { "" } else { "s" },
         o.params.bytes,
         o.params.ops,
         o.params.idle,
+        o.params.opens,
         if o.smoke { " (smoke)" } else { "" }
     );
 
@@ -1134,7 +1298,12 @@ fn parent(args: &[String]) -> bool {
                             gib_per_s(&sample),
                             cpu_per_gib(&sample)
                         ),
-                        Scenario::Rr | Scenario::Idle => format!("{:.0}/s", ops_per_s(&sample)),
+                        Scenario::Idle => format!("{:.0}/s", ops_per_s(&sample)),
+                        Scenario::Rr | Scenario::Popen => format!(
+                            "{:.0}/s, {:.1} CPU µs/open",
+                            ops_per_s(&sample),
+                            cpu_us_per_op(&sample)
+                        ),
                         Scenario::Pp | Scenario::PpParked => format!(
                             "{:.0} RTT/s, {:.1} CPU µs/RTT",
                             ops_per_s(&sample),
@@ -1176,7 +1345,7 @@ fn parent(args: &[String]) -> bool {
 }
 
 fn child(args: &[String]) {
-    let usage = "--case SCENARIO PEER BYTES OPS IDLE";
+    let usage = "--case SCENARIO PEER BYTES OPS IDLE OPENS";
     let get = |i: usize| args.get(i).unwrap_or_else(|| panic!("usage: {usage}"));
     let sc = Scenario::parse(get(0)).unwrap_or_else(|| panic!("unknown scenario {}", get(0)));
     let peer = Peer::parse(get(1)).unwrap_or_else(|| panic!("unknown peer {}", get(1)));
@@ -1185,6 +1354,7 @@ fn child(args: &[String]) {
         bytes: num(2),
         ops: num(3),
         idle: num(4),
+        opens: num(5),
     };
     let sample = run_case(sc, peer, p);
     println!("{}", sample.line());

@@ -7,6 +7,9 @@
 //	                                    by the server; units = bytes
 //	-scenario rr    -ops N             N times in sequence: open a stream, write 1 byte, read
 //	                                    the 1-byte echo, Close; units = ops
+//	-scenario popen -ops N -tasks T    pipelined opens: the same N times in all, by T goroutines
+//	                                    at once (N/T each, the remainder spread over the first
+//	                                    ones), each one open after another; units = N
 //	-scenario idle  -ops N             N streams opened (64 openers at once), each carrying a
 //	                                    1-byte echo, then all held open by both ends; units = N
 //	-scenario pp    -ops N             pingpong: N round trips in sequence on one stream, a
@@ -39,11 +42,12 @@ import (
 )
 
 var (
-	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr, idle, pp, pp-parked or inter")
+	benchScenario = flag.String("scenario", "bulk", "bench: bulk, rr, popen, idle, pp, pp-parked or inter")
 	benchParked   = flag.Int("parked", 1000, "bench pp-parked: idle streams beside the pingpong")
 	benchConns    = flag.Int("conns", 1, "bench bulk: streams at once")
 	benchBytes    = flag.Int64("bytes", 1<<30, "bench bulk: bytes in all")
-	benchOps      = flag.Int("ops", 10000, "bench rr: round trips; idle: streams")
+	benchOps      = flag.Int("ops", 10000, "bench rr, popen: opens; pp: round trips; idle: streams")
+	benchTasks    = flag.Int("tasks", 64, "bench popen: goroutines opening streams at once")
 )
 
 const benchChunk = 64 * 1024
@@ -134,7 +138,9 @@ func runBench() {
 	case "bulk":
 		secs, cpu, units = benchBulk(client, server)
 	case "rr":
-		secs, cpu, units = benchRR(client, server)
+		secs, cpu, units = benchRR(client, server, 1)
+	case "popen":
+		secs, cpu, units = benchRR(client, server, *benchTasks)
 	case "idle":
 		secs, cpu, units = benchIdle(client, server)
 	case "pp":
@@ -234,7 +240,10 @@ func bulkSend(client *smux.Session, k int, per int64) {
 	wg.Wait()
 }
 
-func benchRR(client, server *smux.Session) (float64, float64, int64) {
+// benchRR runs -ops times, by `tasks` goroutines at once (1 for rr), each in sequence: open a
+// stream, write 1 byte, read the 1-byte echo, Close. The server reads the byte, writes it
+// back, reads to EOF and closes. Timed until every goroutine has closed its last stream.
+func benchRR(client, server *smux.Session, tasks int) (float64, float64, int64) {
 	serveEach(server, func(st *smux.Stream) {
 		defer st.Close()
 		b := make([]byte, 1)
@@ -247,23 +256,38 @@ func benchRR(client, server *smux.Session) (float64, float64, int64) {
 		io.Copy(io.Discard, st)
 	})
 	ops := *benchOps
-	b := make([]byte, 1)
+	if tasks < 1 {
+		tasks = 1
+	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
-	for i := 0; i < ops; i++ {
-		st, err := client.OpenStream()
-		if err != nil {
-			fail("rr: open: %v", err)
+	var wg sync.WaitGroup
+	for w := 0; w < tasks; w++ {
+		count := ops / tasks
+		if w < ops%tasks {
+			count++
 		}
-		b[0] = byte(i)
-		if _, err := st.Write(b); err != nil {
-			fail("rr: write: %v", err)
-		}
-		if _, err := io.ReadFull(st, b); err != nil || b[0] != byte(i) {
-			fail("rr: echo: %v (%d)", err, b[0])
-		}
-		st.Close()
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			b := make([]byte, 1)
+			for i := 0; i < count; i++ {
+				st, err := client.OpenStream()
+				if err != nil {
+					fail("rr: open: %v", err)
+				}
+				b[0] = byte(i ^ w)
+				if _, err := st.Write(b); err != nil {
+					fail("rr: write: %v", err)
+				}
+				if _, err := io.ReadFull(st, b); err != nil || b[0] != byte(i^w) {
+					fail("rr: echo: %v (%d)", err, b[0])
+				}
+				st.Close()
+			}
+		}(w)
 	}
+	wg.Wait()
 	return time.Since(start).Seconds(), cpuSeconds() - cpu0, int64(ops)
 }
 
