@@ -115,6 +115,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OwnedReadHalf<T> {
         self.stream.read_chunk_shared(max).await
     }
 
+    /// [`MuxStream::poll_read_with`] for the read half.
+    pub fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        put: &mut dyn FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_read_with(cx, max, put)
+    }
+
     /// Puts the stream back together from its two halves, or hands them back if they belong
     /// to different streams.
     pub fn reunite(self, mut write: OwnedWriteHalf<T>) -> Result<MuxStream<T>, ReuniteError<T>> {

@@ -152,10 +152,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> MuxStream<T> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        let mut at = 0;
+        self.poll_read_with(cx, buf.len(), &mut |run| {
+            buf[at..at + run.len()].copy_from_slice(run);
+            at += run.len();
+        })
+    }
+
+    /// `poll_read` for a destination that is not an initialised slice (tokio's `ReadBuf`,
+    /// the spare capacity of a `BytesMut`): up to `max` received bytes are handed to `put`,
+    /// in order, as one or more runs; the count is returned. `Ok(0)` with `max > 0` is the
+    /// end of the stream. So a reader with a large buffer pays for the bytes it receives, not
+    /// for zeroing the buffer on every call.
+    pub fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        put: &mut dyn FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>> {
         let id = self.id;
         self.shared
             .poll_op(cx, Waiter::Stream(Slot::Read(id)), |core| {
-                match core.session.read(id, buf) {
+                match core.session.read_with(id, max, put) {
                     Ok(n) => Poll::Ready(Ok(n)),
                     Err(ReadError::Blocked) => Poll::Pending,
                     Err(e) => read_error(e),

@@ -66,19 +66,22 @@ impl Queue {
         self.chunks.push_back(data);
     }
 
-    /// Copies the front into `buf`; returns the count.
-    fn read_into(&mut self, buf: &mut [u8]) -> usize {
+    /// Hands up to `max` bytes from the front to `put`, in order, as borrowed runs (so the
+    /// destination may be memory that was never initialised); returns the count.
+    fn read_with(&mut self, max: usize, put: &mut dyn FnMut(&[u8])) -> usize {
         let mut n = 0;
-        while n < buf.len() {
+        while n < max {
             let Some(front) = self.chunks.front_mut() else {
-                let k = self.tail.len().min(buf.len() - n);
-                buf[n..n + k].copy_from_slice(&self.tail[..k]);
-                self.tail.advance(k);
-                n += k;
+                let k = self.tail.len().min(max - n);
+                if k > 0 {
+                    put(&self.tail[..k]);
+                    self.tail.advance(k);
+                    n += k;
+                }
                 break;
             };
-            let k = front.len().min(buf.len() - n);
-            buf[n..n + k].copy_from_slice(&front[..k]);
+            let k = front.len().min(max - n);
+            put(&front[..k]);
             n += k;
             if k == front.len() {
                 self.chunks.pop_front();
@@ -284,12 +287,12 @@ impl Stream {
         Queue::of(&mut self.recv).push(data);
     }
 
-    /// Copies buffered data into `buf`; returns the count.
-    pub(crate) fn read_into(&mut self, buf: &mut [u8]) -> usize {
+    /// Hands up to `max` buffered bytes to `put`, in order; returns the count.
+    pub(crate) fn read_with(&mut self, max: usize, put: &mut dyn FnMut(&[u8])) -> usize {
         let Some(queue) = self.recv.as_mut() else {
             return 0;
         };
-        let n = queue.read_into(buf);
+        let n = queue.read_with(max, put);
         Queue::release_if_empty(&mut self.recv);
         n
     }
@@ -329,6 +332,15 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `read_with` into a slice, as `Session::read` does.
+    fn read_into(s: &mut Stream, buf: &mut [u8]) -> usize {
+        let mut at = 0;
+        s.read_with(buf.len(), &mut |run| {
+            buf[at..at + run.len()].copy_from_slice(run);
+            at += run.len();
+        })
+    }
 
     #[test]
     fn frames_are_cut_in_order_and_within_the_limit() {
@@ -428,7 +440,7 @@ mod tests {
         while s.recv_len() > 0 {
             toggle = !toggle;
             if toggle {
-                let n = s.read_into(&mut buf);
+                let n = read_into(&mut s, &mut buf);
                 got.extend_from_slice(&buf[..n]);
             } else {
                 got.extend_from_slice(&s.read_chunk(11).unwrap());
@@ -436,7 +448,7 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(s.read_chunk(10), None);
-        assert_eq!(s.read_into(&mut buf), 0);
+        assert_eq!(read_into(&mut s, &mut buf), 0);
         s.push_recv(Bytes::from_static(b"x"));
         assert_eq!(s.discard_recv(), 1);
         assert_eq!(s.read_chunk(10), None);
@@ -448,7 +460,7 @@ mod tests {
         s.push_recv(Bytes::from_static(b"hello "));
         s.push_recv(Bytes::from_static(b"world"));
         let mut buf = [0u8; 8];
-        assert_eq!(s.read_into(&mut buf), 8);
+        assert_eq!(read_into(&mut s, &mut buf), 8);
         assert_eq!(&buf, b"hello wo");
         assert_eq!(s.recv_len(), 3);
         assert_eq!(s.read_chunk(2).as_deref(), Some(&b"rl"[..]));
@@ -466,7 +478,7 @@ mod tests {
         s.push_send(Bytes::from(vec![2u8; 5000]));
         assert!(s.recv.is_some() && s.send.is_some());
         let mut buf = [0u8; 8000];
-        assert_eq!(s.read_into(&mut buf), 5004);
+        assert_eq!(read_into(&mut s, &mut buf), 5004);
         assert_eq!(s.take_send(10_000).len(), 5004);
         assert!(
             s.recv.is_none() && s.send.is_none(),
@@ -474,13 +486,13 @@ mod tests {
         );
         s.push_recv(Bytes::from_static(b"tail"));
         s.push_send(Bytes::from_static(b"tail"));
-        assert_eq!(s.read_into(&mut buf[..2]), 2);
+        assert_eq!(read_into(&mut s, &mut buf[..2]), 2);
         assert_eq!(s.take_send(2).len(), 2);
         assert!(s.recv.is_some() && s.send.is_some(), "not drained yet");
         assert_eq!(s.read_chunk(100).as_deref(), Some(&b"il"[..]));
         assert_eq!(s.take_send(100).len(), 2);
         assert!(s.recv.is_none() && s.send.is_none());
-        assert_eq!((s.read_into(&mut buf), s.read_chunk(10)), (0, None));
+        assert_eq!((read_into(&mut s, &mut buf), s.read_chunk(10)), (0, None));
         assert!(s.take_send(10).is_empty());
     }
 

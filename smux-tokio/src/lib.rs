@@ -11,16 +11,23 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::compat::{Compat, FuturesAsyncWriteCompatExt};
 
-/// Tokio's `AsyncRead` for a type whose `inner` field (a `Compat`) does the work.
+/// Tokio's `AsyncRead` for a type whose `inner` field (a `Compat`) wraps a reader with
+/// `poll_read_with`: received bytes are copied into the `ReadBuf`'s unfilled part as they
+/// are, initialised or not (`tokio_util`'s compat would zero all of it on every call first,
+/// which for a 64 KiB buffer costs more than the message).
 macro_rules! delegate_async_read {
     ($ty:ident) => {
         impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncRead for $ty<T> {
             fn poll_read(
-                mut self: Pin<&mut Self>,
+                self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &mut ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.inner).poll_read(cx, buf)
+                let max = buf.remaining();
+                self.inner
+                    .get_ref()
+                    .poll_read_with(cx, max, &mut |run| buf.put_slice(run))
+                    .map_ok(|_| ())
             }
         }
     };

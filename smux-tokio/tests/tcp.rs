@@ -615,3 +615,43 @@ async fn read_resumes_paused_input(version: Version) {
 }
 
 matrix!(read_resumes_paused_input);
+
+// ------------------------------------------------------------------------------------------------
+// Reads into a caller's buffer
+
+/// Reads into a `ReadBuf` over uninitialised memory touch only the bytes received: the rest
+/// of a large buffer is not zeroed on every call (which costs more than a small message).
+#[tokio::test]
+async fn reads_do_not_initialise_the_rest_of_the_buffer() {
+    use std::mem::MaybeUninit;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    let (client, server) = mux_pair(config(Version::V1), config(Version::V1)).await;
+    let mut out = client.connect().await.unwrap();
+    out.write_all(b"hello").await.unwrap();
+    out.flush().await.unwrap();
+    let inbound = server.accept().await.unwrap();
+
+    let mut memory = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut buf = ReadBuf::uninit(&mut memory);
+    let (mut read, _write) = inbound.into_split();
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut read).poll_read(cx, &mut buf))
+        .await
+        .unwrap();
+    assert_eq!(buf.filled(), b"hello");
+    assert_eq!(
+        buf.initialized().len(),
+        5,
+        "only the received bytes are written"
+    );
+
+    out.write_all(b" world").await.unwrap();
+    out.flush().await.unwrap();
+    let mut whole = ReadBuf::uninit(&mut memory);
+    whole.put_slice(b"hello");
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut read).poll_read(cx, &mut whole))
+        .await
+        .unwrap();
+    assert_eq!(whole.filled(), b"hello world");
+    assert_eq!(whole.initialized().len(), 11);
+}

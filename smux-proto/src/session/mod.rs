@@ -461,12 +461,41 @@ impl Session {
     /// read (an empty `buf` always gives `Ok(0)`). [`ReadError::Blocked`] means nothing is buffered yet; a
     /// [`Event::StreamReadable`] follows when something is.
     pub fn read(&mut self, stream_id: StreamId, buf: &mut [u8]) -> Result<usize, ReadError> {
+        let mut at = 0;
+        self.read_with(stream_id, buf.len(), &mut |run| {
+            buf[at..at + run.len()].copy_from_slice(run);
+            at += run.len();
+        })
+    }
+
+    /// Like [`read`](Self::read), for a destination that is not an initialised slice (spare
+    /// capacity of a buffer, tokio's `ReadBuf`): up to `max` received bytes are handed to
+    /// `put` in order, as one or more runs, and their count is returned. `Ok(0)` with
+    /// `max > 0` means the peer finished the stream and everything was read.
+    ///
+    /// ```
+    /// # use smux_proto::{Config, ReadError, Session, Side};
+    /// # let mut session = Session::new(Side::Client, Config::default(), std::time::Instant::now()).unwrap();
+    /// # let id = session.open_stream().unwrap();
+    /// let mut received = Vec::new();
+    /// match session.read_with(id, 4096, &mut |run| received.extend_from_slice(run)) {
+    ///     Ok(n) => assert_eq!(n, received.len()),
+    ///     Err(ReadError::Blocked) => {} // nothing yet: `StreamReadable` follows
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
+    pub fn read_with(
+        &mut self,
+        stream_id: StreamId,
+        max: usize,
+        put: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, ReadError> {
         let stream = self.readable_stream(stream_id)?;
-        if buf.is_empty() {
+        if max == 0 {
             return Ok(0);
         }
         if stream.recv_len() > 0 {
-            let n = stream.read_into(buf);
+            let n = stream.read_with(max, put);
             self.on_consumed(stream_id, n);
             return Ok(n);
         }
