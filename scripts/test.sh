@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. Installs Go and Go smux from Debian when missing (the
-# interop tests run a real Go smux peer); builds the fuzz targets too when a nightly toolchain
+# Runs every test of the workspace. Installs Go, Go smux and kcptun from Debian when missing
+# (the interop tests run a real Go smux peer; smux-kcptun's tests run Debian's kcptun-client
+# and kcptun-server); builds the fuzz targets too when a nightly toolchain
 # is installed (cargo-fuzz is installed from crates.io if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/xtaci/smux ]; then
-  echo "== installing Go and Go smux (Debian packages golang-go, golang-github-xtaci-smux-dev)"
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/xtaci/smux ] \
+  || ! command -v kcptun-server >/dev/null 2>&1 || ! command -v kcptun-client >/dev/null 2>&1; then
+  echo "== installing Go, Go smux and kcptun (Debian packages golang-go, golang-github-xtaci-smux-dev, kcptun)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go golang-github-xtaci-smux-dev
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go golang-github-xtaci-smux-dev kcptun
 fi
 
 echo "== unit, integration and doc tests"
