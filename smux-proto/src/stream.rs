@@ -168,14 +168,14 @@ pub(crate) enum Stall {
 pub(crate) struct Stream {
     // Receive half.
     recv: Option<Box<Queue>>,
-    pub(crate) recv_window: RecvWindow,
+    /// Version 2's windows; `None` in version 1, which has none.
+    pub(crate) windows: Option<Box<Windows>>,
     pub(crate) fin_received: bool,
     /// A read found nothing: report `StreamReadable` on the next change.
     pub(crate) read_blocked: bool,
 
     // Send half.
     send: Option<Box<Queue>>,
-    pub(crate) send_window: SendWindow,
     pub(crate) write_half: WriteHalf,
     /// A write was refused for lack of room: report `StreamWritable` when there is some.
     pub(crate) write_blocked: bool,
@@ -214,16 +214,30 @@ pub(crate) struct Stream {
     pub(crate) held: bool,
 }
 
+/// A version 2 stream's two windows (104 bytes), boxed apart from the stream so that a version
+/// 1 stream, which has no windows, does not carry them: with 100,000 idle streams that is
+/// 10 MB on each end.
+#[derive(Debug)]
+pub(crate) struct Windows {
+    pub(crate) recv: RecvWindow,
+    pub(crate) send: SendWindow,
+}
+
 impl Stream {
-    /// A stream; `epoch` is the session's receive-credit epoch (see `Credit`).
-    pub(crate) fn new(epoch: u32) -> Self {
+    /// A stream, with windows in version 2 (`v2`); `epoch` is the session's receive-credit
+    /// epoch (see `Credit`).
+    pub(crate) fn new(v2: bool, epoch: u32) -> Self {
         Stream {
             recv: None,
-            recv_window: RecvWindow::new(epoch),
+            windows: v2.then(|| {
+                Box::new(Windows {
+                    recv: RecvWindow::new(epoch),
+                    send: SendWindow::new(),
+                })
+            }),
             fin_received: false,
             read_blocked: true,
             send: None,
-            send_window: SendWindow::new(),
             write_half: WriteHalf::Open,
             write_blocked: false,
             flush_wanted: false,
@@ -242,13 +256,13 @@ impl Stream {
         }
     }
 
-    pub(crate) fn snapshot(&self, id: crate::StreamId, v2: bool) -> crate::StreamSnapshot {
+    pub(crate) fn snapshot(&self, id: crate::StreamId) -> crate::StreamSnapshot {
         crate::StreamSnapshot {
             id,
             buffered_input: self.recv_len(),
             buffered_output: self.send_len(),
-            receive_window: v2.then(|| self.recv_window.snapshot()),
-            send_window_available: v2.then(|| self.send_window.available()),
+            receive_window: self.windows.as_ref().map(|w| w.recv.snapshot()),
+            send_window_available: self.windows.as_ref().map(|w| w.send.available()),
             unaccepted: self.unaccepted,
             fin_received: self.fin_received,
             finished: self.write_half != WriteHalf::Open,
@@ -344,7 +358,7 @@ mod tests {
 
     #[test]
     fn frames_are_cut_in_order_and_within_the_limit() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         s.push_send(Bytes::from(vec![1u8; 10_000]));
         s.push_send(Bytes::from(vec![2u8; 10]));
         s.push_send(Bytes::from(vec![3u8; 20]));
@@ -360,7 +374,7 @@ mod tests {
 
     #[test]
     fn large_chunks_are_framed_without_copying() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         let big = Bytes::from(vec![1u8; 5000]);
         let ptr = big.as_ptr();
         s.push_send(big);
@@ -382,7 +396,7 @@ mod tests {
 
     #[test]
     fn tiny_writes_are_held_merged_and_framed_in_order() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         let chunks = tiny_chunks_and_some_large();
         let expected = chunks.concat();
         chunks.into_iter().for_each(|c| s.push_send(c));
@@ -409,7 +423,7 @@ mod tests {
 
     #[test]
     fn tiny_writes_are_merged_up_to_the_limit() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         for i in 0..100u8 {
             s.push_send(Bytes::from(vec![i]));
         }
@@ -423,7 +437,7 @@ mod tests {
 
     #[test]
     fn tiny_payloads_are_merged_and_read_in_order() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         let chunks = tiny_chunks_and_some_large();
         let expected = chunks.concat();
         chunks.into_iter().for_each(|c| s.push_recv(c));
@@ -456,7 +470,7 @@ mod tests {
 
     #[test]
     fn reads_copy_across_chunks() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         s.push_recv(Bytes::from_static(b"hello "));
         s.push_recv(Bytes::from_static(b"world"));
         let mut buf = [0u8; 8];
@@ -470,7 +484,7 @@ mod tests {
 
     #[test]
     fn drained_queues_hold_no_allocation() {
-        let mut s = Stream::new(0);
+        let mut s = Stream::new(false, 0);
         // Tiny payloads are merged into the tails, large ones queued.
         s.push_recv(Bytes::from_static(b"ping"));
         s.push_recv(Bytes::from(vec![1u8; 5000]));
@@ -504,9 +518,16 @@ mod tests {
         // its output ends, so that it flushes without waiting for the others; 288 since the
         // v2 receive window keeps what it announced and what path sizing measures, to size
         // windows to the path; 160 since the queues are boxed, and only while they hold
-        // bytes.)
+        // bytes; 64 since version 2's windows are boxed apart, and absent in version 1.)
         let size = std::mem::size_of::<Stream>();
         eprintln!("Stream: {size} bytes");
-        assert!(size <= 160, "{size}");
+        assert!(size <= 64, "{size}");
+        let windows = std::mem::size_of::<Windows>();
+        assert!(windows <= 104, "Windows: {windows}");
+        assert!(
+            Stream::new(false, 0).windows.is_none(),
+            "no windows in version 1"
+        );
+        assert!(Stream::new(true, 0).windows.is_some());
     }
 }

@@ -17,8 +17,8 @@ impl Session {
             {
                 let stream = self.streams.remove(&id);
                 event!(self, debug, stream = id.as_u32(), "stream closed");
-                if let (Some(stream), Version::V2) = (stream, self.config.version) {
-                    self.credit.removed(id, &stream.recv_window);
+                if let Some(windows) = stream.as_ref().and_then(|s| s.windows.as_deref()) {
+                    self.credit.removed(id, &windows.recv);
                 }
                 self.check_drain();
             }

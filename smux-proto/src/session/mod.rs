@@ -278,12 +278,8 @@ impl Session {
 
     /// The state of the session and of every stream, for debugging (O(streams)).
     pub fn snapshot(&self) -> SessionSnapshot {
-        let v2 = self.config.version == Version::V2;
-        let mut streams: Vec<StreamSnapshot> = self
-            .streams
-            .iter()
-            .map(|(&id, s)| s.snapshot(id, v2))
-            .collect();
+        let mut streams: Vec<StreamSnapshot> =
+            self.streams.iter().map(|(&id, s)| s.snapshot(id)).collect();
         streams.sort_by_key(|s| s.id);
         SessionSnapshot {
             side: self.side,
@@ -294,7 +290,11 @@ impl Session {
             error: self.error().cloned(),
             buffered_input: self.recv_buffered,
             buffered_output: self.send_buffered,
-            receive_credit: if v2 { self.credit.reserved() } else { 0 },
+            receive_credit: if self.config.version == Version::V2 {
+                self.credit.reserved()
+            } else {
+                0
+            },
             accept_backlog: self.backlog.len(),
             queued_control: self.control.len() + usize::from(self.nop_queued),
             queued_transmit: self.outbox.len(),

@@ -2,6 +2,7 @@
 //! version 2 receive credit the reads give back (windows granted, room for replies).
 
 use super::*;
+use crate::stream::Windows;
 use crate::trace::event;
 
 impl Session {
@@ -111,8 +112,8 @@ impl Session {
             stream = id.as_u32(),
             "stream finished by the peer"
         );
-        if self.config.version == Version::V2 {
-            self.credit.closed(id, &mut stream.recv_window);
+        if let Some(windows) = stream.windows.as_deref_mut() {
+            self.credit.closed(id, &mut windows.recv);
             self.path.stream_ended(id);
         }
         self.notify_readable(id);
@@ -139,9 +140,9 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
-        if self.config.version == Version::V2 {
+        if let Some(windows) = stream.windows.as_deref_mut() {
             // Beyond every window the peer may have seen, the peer is broken.
-            match stream.recv_window.on_received(data.len()) {
+            match windows.recv.on_received(data.len()) {
                 Ok(delta) => self.credit.adjust(delta as i64),
                 Err(beyond) => {
                     return Err(ProtocolViolation::WindowExceeded {
@@ -151,8 +152,8 @@ impl Session {
                     })
                 }
             }
-            stream.recv_window.active_epoch = self.credit.epoch();
-            let received = stream.recv_window.received();
+            windows.recv.active_epoch = self.credit.epoch();
+            let received = windows.recv.received();
             let sharers = self.credit.sharers();
             self.path.data_received(id, received, sharers, self.now);
         }
@@ -183,20 +184,24 @@ impl Session {
             self.repeat_early_fin(id);
             return Ok(());
         };
-        stream
-            .send_window
-            .on_update(consumed, window)
-            .map_err(|e| ProtocolViolation::ConsumedBeyondSent {
+        // Version 1 has no UPD: the decoder refuses it before it gets here.
+        let Some(windows) = stream.windows.as_deref_mut() else {
+            return Ok(());
+        };
+        windows.send.on_update(consumed, window).map_err(|e| {
+            ProtocolViolation::ConsumedBeyondSent {
                 stream_id: id,
                 consumed: e.consumed,
                 sent: e.sent,
-            })?;
-        if stream.send_window.available() > 0 && matches!(stream.stall, Stall::Stalled(_)) {
+            }
+        })?;
+        let available = windows.send.available();
+        if available > 0 && matches!(stream.stall, Stall::Stalled(_)) {
             stream.stall = Stall::Reopened;
         }
         // A writer refused for want of window (its bytes beyond the window may take only
         // half of the send budget) may find room now.
-        if stream.write_blocked && stream.send_window.available() > stream.send_len() {
+        if stream.write_blocked && available > stream.send_len() {
             stream.write_blocked = false;
             self.events
                 .push_back(Event::StreamWritable { stream_id: id });
@@ -260,7 +265,10 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        let due = stream.recv_window.on_consumed(n, sharers);
+        let Some(windows) = stream.windows.as_deref_mut() else {
+            return;
+        };
+        let due = windows.recv.on_consumed(n, sharers);
         self.credit.consumed(n);
         self.path.consumed(n);
         if due && !stream.fin_received && !closed {
@@ -271,11 +279,14 @@ impl Session {
     /// Creates a stream (ours or the peer's). In version 2 it starts with Go's initial window,
     /// shrunk by an UPD right away (after its SYN, if ours) when the budget cannot cover it.
     pub(super) fn create_stream(&mut self, id: StreamId) {
-        let mut stream = Stream::new(self.credit.epoch());
+        let v2 = self.config.version == Version::V2;
+        let mut stream = Stream::new(v2, self.credit.epoch());
         // Nothing of it before this point.
         stream.output_end = self.queued_end() as u32;
-        let shrink =
-            self.config.version == Version::V2 && self.credit.opened(id, &stream.recv_window);
+        let shrink = stream
+            .windows
+            .as_ref()
+            .is_some_and(|w| self.credit.opened(id, &w.recv));
         self.streams.insert(id, Box::new(stream));
         if shrink {
             self.grant(id, false);
@@ -302,7 +313,8 @@ impl Session {
         if self
             .streams
             .get(&id)
-            .is_some_and(|s| s.recv_window.window() > window)
+            .and_then(|s| s.windows.as_ref())
+            .is_some_and(|w| w.recv.window() > window)
         {
             self.set_window(id, window);
         }
@@ -319,20 +331,18 @@ impl Session {
         // Grants while reading (`reclaim`) are for a busy stream; at creation it is idle.
         let replies = self.reply_room(stream, 0);
         let path = self.path_window(id);
-        let Some(stream) = self.streams.get(&id) else {
+        let Some((stream, windows)) = self.stream_windows(id) else {
             return;
         };
         let mut grant = self
             .credit
-            .choose(id, &stream.recv_window, reclaim, replies, path);
+            .choose(id, &windows.recv, reclaim, replies, path);
         if grant.short && reclaim && !stream.released {
             self.reclaim(id, grant.fair);
-            let Some(stream) = self.streams.get(&id) else {
+            let Some((_, windows)) = self.stream_windows(id) else {
                 return;
             };
-            grant = self
-                .credit
-                .choose(id, &stream.recv_window, true, replies, path);
+            grant = self.credit.choose(id, &windows.recv, true, replies, path);
         }
         let released = self.streams.get(&id).is_some_and(|s| s.released);
         let window = if released {
@@ -347,10 +357,14 @@ impl Session {
     /// grant (see `path.rs`).
     fn path_window(&mut self, id: StreamId) -> u32 {
         let sharers = self.credit.sharers();
-        let Some(stream) = self.streams.get_mut(&id) else {
+        let Some(windows) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|s| s.windows.as_deref_mut())
+        else {
             return u32::MAX;
         };
-        let window = &mut stream.recv_window;
+        let window = &mut windows.recv;
         let consumed = (window.consumed(), window.consumed_since_grant());
         let current = window.window();
         self.path
@@ -363,7 +377,10 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        self.credit.grant(id, &mut stream.recv_window, window);
+        let Some(windows) = stream.windows.as_deref_mut() else {
+            return;
+        };
+        self.credit.grant(id, &mut windows.recv, window);
         if !stream.update_queued {
             stream.update_queued = true;
             self.control.push_back(Control::Upd(id));
@@ -376,16 +393,16 @@ impl Session {
             if id == except {
                 continue;
             }
-            let Some(stream) = self.streams.get(&id) else {
+            let Some((stream, windows)) = self.stream_windows(id) else {
                 continue;
             };
-            let target = if self.credit.is_idle(&stream.recv_window) {
+            let target = if self.credit.is_idle(&windows.recv) {
                 self.credit.floor()
             } else {
                 fair
             };
             let window = target.max(self.reply_room(stream, 0));
-            if window >= stream.recv_window.window() {
+            if window >= windows.recv.window() {
                 continue;
             }
             self.set_window(id, window);
@@ -396,24 +413,30 @@ impl Session {
     /// it, and `upcoming` bytes more, that we have not read back (none once it will receive
     /// nothing more). See "Room for replies" in `credit.rs`.
     pub(super) fn reply_room(&self, stream: &Stream, upcoming: usize) -> u32 {
+        let Some(windows) = stream.windows.as_deref() else {
+            return 0;
+        };
         if stream.fin_received || stream.released {
             return 0;
         }
-        let sent = stream.send_window.total() + upcoming as u64;
-        self.credit.reply_room(&stream.recv_window, sent)
+        let sent = windows.send.total() + upcoming as u64;
+        self.credit.reply_room(&windows.recv, sent)
+    }
+
+    /// Stream `id` and its windows, if it exists and the session is version 2.
+    pub(super) fn stream_windows(&self, id: StreamId) -> Option<(&Stream, &Windows)> {
+        let stream = self.streams.get(&id)?;
+        Some((stream, stream.windows.as_deref()?))
     }
 
     /// Version 2: whether the window the peer knows of stream `id` lacks room to answer what
     /// we sent on it and `upcoming` bytes more (up to the cap).
     pub(crate) fn lacks_reply_room(&self, id: StreamId, upcoming: usize) -> bool {
-        if self.config.version != Version::V2 {
-            return false;
-        }
-        let Some(stream) = self.streams.get(&id) else {
+        let Some((stream, windows)) = self.stream_windows(id) else {
             return false;
         };
         let needed = self.reply_room(stream, upcoming);
-        let window = &stream.recv_window;
+        let window = &windows.recv;
         window.granted() < window.consumed() + u64::from(needed)
     }
 
@@ -430,12 +453,12 @@ impl Session {
         };
         let ahead = self.reply_room(stream, stream.send_len());
         let path = self.path_window(id);
-        let Some(stream) = self.streams.get(&id) else {
+        let Some((_, windows)) = self.stream_windows(id) else {
             return;
         };
         let chosen = self
             .credit
-            .choose(id, &stream.recv_window, true, ahead, path)
+            .choose(id, &windows.recv, true, ahead, path)
             .window;
         self.set_window(id, chosen);
         self.transmit_update_now(id);

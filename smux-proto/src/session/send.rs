@@ -39,10 +39,7 @@ impl Session {
 
     /// Version 2: what the peer's window lets stream `id` send now.
     pub(crate) fn send_window_available(&self, id: StreamId) -> Option<usize> {
-        if self.config.version != Version::V2 {
-            return None;
-        }
-        self.streams.get(&id).map(|s| s.send_window.available())
+        self.stream_windows(id).map(|(_, w)| w.send.available())
     }
 
     /// Accounts for a direct write: `accepted` payload bytes in `frames` frames went to the
@@ -64,10 +61,9 @@ impl Session {
         self.stats.frames_out += frames;
         self.stats.bytes_out += written as u64;
         let end = self.queued_end();
-        let v2 = self.config.version == Version::V2;
         if let Some(stream) = self.streams.get_mut(&id) {
-            if v2 {
-                stream.send_window.on_sent(accepted);
+            if let Some(windows) = stream.windows.as_deref_mut() {
+                windows.send.on_sent(accepted);
             }
             if accepted > 0 {
                 stream.output_end = end as u32;
@@ -86,17 +82,13 @@ impl Session {
         let budget = self.config.max_send_buffer;
         let mut session_room = budget - self.send_buffered;
         let stream_cap = self.config.max_stream_send_buffer;
-        let v2 = self.config.version == Version::V2;
         let buffered = self.send_buffered;
         let stream = self.open_for_writing(id)?;
         if len == 0 {
             return Ok(0);
         }
-        if v2 {
-            let within_window = stream
-                .send_window
-                .available()
-                .saturating_sub(stream.send_len());
+        if let Some(windows) = stream.windows.as_deref() {
+            let within_window = windows.send.available().saturating_sub(stream.send_len());
             let beyond_window = (budget / 2).saturating_sub(buffered);
             session_room = session_room.min(within_window.max(beyond_window));
         }
@@ -138,14 +130,17 @@ impl Session {
     /// Queues the stream for the scheduler if it has data it may send now; a version 2 stream
     /// with data shut out by the window may be stalled instead.
     pub(super) fn schedule(&mut self, id: StreamId) {
-        let v2 = self.config.version == Version::V2;
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
         if stream.send_len() == 0 || stream.held {
             return;
         }
-        if v2 && stream.send_window.available() == 0 {
+        if stream
+            .windows
+            .as_ref()
+            .is_some_and(|w| w.send.available() == 0)
+        {
             let now = self.now;
             self.maybe_stall(id, now);
         } else if !stream.scheduled {
@@ -202,8 +197,8 @@ impl Session {
             };
             stream.scheduled = false;
             let mut limit = self.config.max_frame_size.min(stream.send_len());
-            if v2 {
-                limit = limit.min(stream.send_window.available());
+            if let Some(windows) = stream.windows.as_deref() {
+                limit = limit.min(windows.send.available());
             }
             if limit == 0 {
                 continue;
@@ -216,8 +211,8 @@ impl Session {
                 continue;
             };
             let payload = stream.take_send(limit);
-            if v2 {
-                stream.send_window.on_sent(payload.len());
+            if let Some(windows) = stream.windows.as_deref_mut() {
+                windows.send.on_sent(payload.len());
             }
             self.ready.sent(lane, payload.len());
             self.release_send_budget(payload.len());
@@ -288,8 +283,11 @@ impl Session {
             return;
         };
         stream.update_queued = false;
-        let (consumed, window) = stream.recv_window.update_fields();
-        if let Some(beyond) = stream.recv_window.announce() {
+        let Some(windows) = stream.windows.as_deref_mut() else {
+            return;
+        };
+        let (consumed, window) = windows.recv.update_fields();
+        if let Some(beyond) = windows.recv.announce() {
             self.path.update_sent(id, beyond, self.now);
         }
         self.outbox.push_update(id, consumed, window);

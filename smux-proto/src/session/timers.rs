@@ -80,7 +80,10 @@ impl Session {
         if let Some(stream) = self.streams.get_mut(&id) {
             if stream.fin_received
                 && stream.send_len() > 0
-                && stream.send_window.available() == 0
+                && stream
+                    .windows
+                    .as_ref()
+                    .is_some_and(|w| w.send.available() == 0)
                 && !matches!(stream.stall, Stall::Stalled(_))
             {
                 let deadline = now + timeout;
