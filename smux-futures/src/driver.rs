@@ -649,20 +649,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             drop(core);
             let want = io.read_size;
-            io.read_buf.reserve(want);
-            let read_buf = io.read_buf.buf();
-            let len = read_buf.len();
-            read_buf.resize(len + want, 0);
+            let space = io.read_buf.read_space(want);
             // Before the read: a readiness that comes right after it unsets this again.
             self.wakers.watch_input(true);
-            let polled = Pin::new(&mut io.transport).poll_read(cx, &mut read_buf[len..]);
+            let polled = Pin::new(&mut io.transport).poll_read(cx, space);
             if polled.is_ready() {
                 self.wakers.watch_input(false);
             }
             let n = match polled {
-                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Ok(n)) => n.min(want),
                 Poll::Ready(Err(e)) => {
-                    read_buf.truncate(len);
                     if e.kind() == io::ErrorKind::Interrupted {
                         core = self.core();
                         continue;
@@ -670,12 +666,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     self.core().session.handle_transport_error(e);
                     return true;
                 }
-                Poll::Pending => {
-                    read_buf.truncate(len);
-                    return progress;
-                }
+                Poll::Pending => return progress,
             };
-            read_buf.truncate(len + n);
+            io.read_buf.filled(n);
             if n == 0 {
                 io.eof = true;
                 self.core().feed(io.read_buf.buf(), true);

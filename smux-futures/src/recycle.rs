@@ -10,6 +10,11 @@
 //! Memory stays bounded: at most `max_spare` blocks are set aside (older ones are left to be
 //! freed by their frames), and when the current block can be reused in place, meaning every
 //! frame was read, all but one spare block are released.
+//!
+//! Reads go into [`Recycler::read_space`], memory after the received bytes that was zeroed
+//! once and is then reused as it is: a transport read needs an initialised slice, and zeroing
+//! the read size (4 to 64 KiB) before every read cost more than a small message. It is kept
+//! (and zeroed) only as far as reads have reached into the block.
 
 use bytes::BytesMut;
 
@@ -19,7 +24,11 @@ const KEPT_WHEN_IDLE: usize = 1;
 /// A growable buffer whose chunks are split off and whose allocations are recycled.
 #[derive(Debug)]
 pub(crate) struct Recycler {
+    /// Received bytes not yet consumed.
     current: BytesMut,
+    /// Initialised memory right after `current` in the same block (split off it), where the
+    /// next read goes.
+    read_space: BytesMut,
     /// `current` is one of our blocks (not the initial empty buffer).
     allocated: bool,
     /// Earlier blocks that chunks still pointed into when room was needed.
@@ -34,6 +43,7 @@ impl Recycler {
     pub(crate) fn new(block: usize, max_spare: usize) -> Self {
         Recycler {
             current: BytesMut::new(),
+            read_space: BytesMut::new(),
             allocated: false,
             spare: Vec::new(),
             block,
@@ -46,10 +56,33 @@ impl Recycler {
         &mut self.current
     }
 
+    /// At least `want` bytes of initialised memory right after the received bytes, for a read
+    /// into it; [`filled`](Self::filled) then says how much of it the read filled.
+    pub(crate) fn read_space(&mut self, want: usize) -> &mut [u8] {
+        if self.read_space.len() < want {
+            // The block is whole again (the space is contiguous with the contents), so it can
+            // be reclaimed in place; the space already zeroed is not zeroed again.
+            let received = self.current.len();
+            let space = std::mem::take(&mut self.read_space);
+            self.current.unsplit(space);
+            let have = self.current.len() - received;
+            self.reserve(want - have);
+            self.current.resize(received + want, 0);
+            self.read_space = self.current.split_off(received);
+        }
+        &mut self.read_space[..want]
+    }
+
+    /// The last read put `n` bytes at the start of the read space: they join the contents.
+    pub(crate) fn filled(&mut self, n: usize) {
+        let read = self.read_space.split_to(n);
+        self.current.unsplit(read);
+    }
+
     /// Makes room for `additional` more bytes after the current contents, reusing a block
     /// whose chunks are all gone when possible. The contents are kept (moved to the new block
     /// if there is one).
-    pub(crate) fn reserve(&mut self, additional: usize) {
+    fn reserve(&mut self, additional: usize) {
         let len = self.current.len();
         if self.current.capacity() - len >= additional {
             return;
@@ -104,6 +137,40 @@ mod tests {
         r.reserve(1000);
         assert_eq!(r.buf().as_ptr(), first_ptr);
         assert_eq!(&second[..], &[2; 1000][..]);
+    }
+
+    #[test]
+    fn reads_fill_the_space_and_join_the_contents() {
+        let mut r = Recycler::new(1024, 2);
+        let space = r.read_space(100);
+        assert_eq!(space.len(), 100);
+        space[..3].copy_from_slice(b"abc");
+        r.filled(3);
+        assert_eq!(&r.buf()[..], b"abc");
+        // The next read goes right after, into memory zeroed once: no new block.
+        let before = r.buf().as_ptr();
+        r.read_space(100)[..2].copy_from_slice(b"de");
+        r.filled(2);
+        assert_eq!(&r.buf()[..], b"abcde");
+        assert_eq!(r.buf().as_ptr(), before);
+        // Consumed from the front, as the session does, then more read.
+        let _ = r.buf().split_to(4);
+        r.read_space(2000)[..1].copy_from_slice(b"f");
+        r.filled(1);
+        assert_eq!(&r.buf()[..], b"ef");
+        // Nothing read: the contents stay.
+        let _ = r.read_space(10);
+        r.filled(0);
+        assert_eq!(&r.buf()[..], b"ef");
+    }
+
+    #[test]
+    fn the_read_space_is_not_zeroed_again() {
+        let mut r = Recycler::new(1024, 2);
+        r.read_space(64).fill(7);
+        r.filled(0);
+        // The bytes a read left unfilled are still there: the memory was not zeroed again.
+        assert_eq!(r.read_space(64)[0], 7);
     }
 
     #[test]

@@ -55,8 +55,12 @@ impl Queue {
     }
 
     fn push(&mut self, data: Bytes) {
+        // Into an empty queue a piece goes as it is, however small: a lone message (a
+        // request, its reply) is neither copied nor gives the tail an allocation. Pieces that
+        // follow it while it waits are merged.
+        let lone = self.len == 0;
         self.len += data.len();
-        if data.len() < MERGE_BELOW {
+        if data.len() < MERGE_BELOW && !lone {
             self.tail.extend_from_slice(&data);
             return;
         }
@@ -401,9 +405,11 @@ mod tests {
         let expected = chunks.concat();
         chunks.into_iter().for_each(|c| s.push_send(c));
         assert_eq!(s.send_len(), expected.len());
+        // The first piece (into an empty queue, as it is), three large chunks each preceded
+        // by one merged run of tiny ones, then one more run.
         assert_eq!(
             s.send.as_ref().unwrap().chunks.len(),
-            6,
+            7,
             "tiny writes are not queued one by one"
         );
         let mut framed = Vec::new();
@@ -436,16 +442,30 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_small_piece_is_queued_as_it_is() {
+        let mut s = Stream::new(false, 0);
+        let piece = Bytes::from_static(b"request");
+        s.push_recv(piece.clone());
+        let queue = s.recv.as_ref().unwrap();
+        assert_eq!(queue.chunks.len(), 1);
+        assert!(queue.tail.capacity() == 0, "no copy into the tail");
+        let read = s.read_chunk(64).unwrap();
+        assert_eq!(read.as_ptr(), piece.as_ptr(), "the same bytes, not a copy");
+        assert!(s.recv.is_none(), "the queue goes once empty");
+    }
+
+    #[test]
     fn tiny_payloads_are_merged_and_read_in_order() {
         let mut s = Stream::new(false, 0);
         let chunks = tiny_chunks_and_some_large();
         let expected = chunks.concat();
         chunks.into_iter().for_each(|c| s.push_recv(c));
         assert_eq!(s.recv_len(), expected.len());
-        // Three large chunks, each preceded by one merged run of tiny ones, then one more run.
+        // The first piece (into an empty queue, as it is), three large chunks each preceded
+        // by one merged run of tiny ones, then one more run.
         assert_eq!(
             s.recv.as_ref().unwrap().chunks.len(),
-            6,
+            7,
             "tiny payloads are not queued one by one"
         );
         let mut got = Vec::new();
