@@ -155,10 +155,9 @@ impl Core {
     }
 
     /// Feeds the frames already in `buf` to the session (and, once the transport ended, the
-    /// end of input); returns whether anything was consumed or the session ended.
-    fn feed(&mut self, buf: &mut BytesMut, eof: bool) -> bool {
+    /// end of input), at `now`; returns whether anything was consumed or the session ended.
+    fn feed(&mut self, buf: &mut BytesMut, eof: bool, now: Instant) -> bool {
         let before = buf.len();
-        let now = self.timer.now();
         let _ = if eof {
             self.session.handle_eof(now, buf)
         } else {
@@ -208,6 +207,8 @@ pub(crate) struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     /// `Core::flush_barrier`: the output offset a flush waits for, if any.
     flush_barrier: Arc<AtomicU64>,
     wakers: Arc<Wakers>,
+    /// The mux's clock (also the core's), read once per drive turn.
+    timer: Arc<dyn Timer>,
     /// Wakes the holder of the read duty; given to the transport and the timer.
     duty: Waker,
     /// Acquisitions of the core lock (tests measure them per round trip).
@@ -234,7 +235,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             span,
             core: Mutex::new(Core {
                 session,
-                timer,
+                timer: timer.clone(),
                 sleep: None,
                 input_paused: false,
                 out_idle: true,
@@ -257,6 +258,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             again: AtomicBool::new(false),
             flush_barrier,
             wakers,
+            timer,
             duty,
             #[cfg(test)]
             core_locks: std::sync::atomic::AtomicUsize::new(0),
@@ -454,16 +456,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         me: Option<Waiter>,
     ) -> bool {
         self.wakers.duty_served();
+        // One clock read per turn, for the input and the timers alike (a turn is short, and
+        // keepalive and path sizing need no finer time).
+        let now = self.timer.now();
         let mut cx = Context::from_waker(&self.duty);
         let mut progress = self.pump_output(io, &mut cx, false);
         // Input before timers: after a long stall of the runtime, the peer's frames waiting in
         // the transport prove it alive.
-        progress |= self.pump_input(io, &mut cx);
+        progress |= self.pump_input(io, &mut cx, now);
         // One lock for the timers, the output that input and timers produced (refusals, UPDs,
         // NOP), the timer's next deadline and the events so far.
         let (close_transport, polled) = {
             let mut core = self.core();
-            let now = core.timer.now();
             if core.session.poll_timeout().is_some_and(|t| t <= now) {
                 core.session.handle_timeout(now);
             }
@@ -626,7 +630,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// Reads input while the session wants it. The core lock is taken once per read: the
     /// feed of one read and the check before the next share it.
-    fn pump_input(&self, io: &mut Io<T>, cx: &mut Context<'_>) -> bool {
+    fn pump_input(&self, io: &mut Io<T>, cx: &mut Context<'_>, now: Instant) -> bool {
         // Watched again only by a read that returns `Pending` below.
         self.wakers.watch_input(false);
         let mut progress = false;
@@ -636,7 +640,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             // First the frames left in the buffer when input paused (or when the last read of
             // a turn was fed to a session that then stopped wanting input): the transport may
             // have nothing more to give for a long time.
-            progress = core.feed(io.read_buf.buf(), false);
+            progress = core.feed(io.read_buf.buf(), false, now);
         }
         for _ in 0..READS_PER_DRIVE {
             if !core.session.wants_read() {
@@ -645,7 +649,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
             if io.eof {
                 // Frames left in the buffer after a pause, then the end.
-                return core.feed(io.read_buf.buf(), true) || progress;
+                return core.feed(io.read_buf.buf(), true, now) || progress;
             }
             drop(core);
             let want = io.read_size;
@@ -671,7 +675,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             io.read_buf.filled(n);
             if n == 0 {
                 io.eof = true;
-                self.core().feed(io.read_buf.buf(), true);
+                self.core().feed(io.read_buf.buf(), true, now);
                 return true;
             }
             io.read_size = if n == want {
@@ -680,7 +684,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 (n * 2).clamp(READ_MIN, READ_MAX)
             };
             core = self.core();
-            core.feed(io.read_buf.buf(), false);
+            core.feed(io.read_buf.buf(), false, now);
             progress = true;
         }
         // Still readable after many reads: come back soon, without hogging this task. If the
