@@ -725,9 +725,20 @@ async fn v2_peer_finishes_and_stops_granting_window() {
 // SYN flood
 
 /// Reads the raw socket in the background, counting the FINs our side sends per stream id.
-fn spawn_fin_counter(mut reader: tokio::net::tcp::OwnedReadHalf) -> JoinHandle<Vec<(u8, u32)>> {
+fn spawn_fin_counter(reader: tokio::net::tcp::OwnedReadHalf) -> JoinHandle<Vec<(u8, u32)>> {
+    spawn_fin_counter_with(reader, Arc::default())
+}
+
+/// `spawn_fin_counter`, also publishing in `fin_streams` how many distinct streams got a FIN
+/// so far (so a test can wait for the refusals to arrive before it ends the connection: a
+/// session whose peer closes drops what it had not written yet).
+fn spawn_fin_counter_with(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    fin_streams: Arc<AtomicUsize>,
+) -> JoinHandle<Vec<(u8, u32)>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
+        let mut finished = std::collections::HashSet::new();
         let mut wire = Vec::new();
         let mut buf = vec![0; 64 * 1024];
         loop {
@@ -735,7 +746,13 @@ fn spawn_fin_counter(mut reader: tokio::net::tcp::OwnedReadHalf) -> JoinHandle<V
                 Ok(0) | Err(_) => return seen,
                 Ok(n) => {
                     wire.extend_from_slice(&buf[..n]);
-                    seen.extend(take_frames(&mut wire).into_iter().map(|(c, s, _)| (c, s)));
+                    for (cmd, sid, _) in take_frames(&mut wire) {
+                        if cmd == FIN {
+                            finished.insert(sid);
+                        }
+                        seen.push((cmd, sid));
+                    }
+                    fin_streams.store(finished.len(), Ordering::SeqCst);
                 }
             }
         }
@@ -889,7 +906,8 @@ async fn syn_flood_beyond_max_streams_is_refused_and_counted() {
             .with_max_streams(MAX_STREAMS);
         let (mux, raw) = hostile_pair(Side::Server, cfg).await;
         let (reader, mut writer) = raw.into_split();
-        let fins = spawn_fin_counter(reader);
+        let fin_streams = Arc::new(AtomicUsize::new(0));
+        let fins = spawn_fin_counter_with(reader, fin_streams.clone());
         let rss_before = rss_bytes();
 
         // The flood, written in 64 KiB bursts; meanwhile a task samples the stream table.
@@ -981,8 +999,15 @@ async fn syn_flood_beyond_max_streams_is_refused_and_counted() {
         assert_eq!(stats.streams_refused, refused + 100);
         assert_eq!(stats.streams_accepted, MAX_STREAMS as u64 + 1);
 
-        // The peer saw a FIN for every refused stream of the flood.
+        // The peer saw a FIN for every refused stream of the flood (waited for before it ends
+        // the connection: after its end of input nothing more is written).
         drop((s, kept));
+        within("refusal FINs", async {
+            while (fin_streams.load(Ordering::SeqCst) as u64) < refused + 100 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
         writer.shutdown().await.unwrap();
         assert_eq!(
             within("drive end", driver)
@@ -1057,11 +1082,20 @@ async fn syn_flood_without_reading_stalls_the_peer() {
 
         // The peer reads its FINs: the flood resumes and every SYN beyond max_streams is
         // answered.
-        let fins = spawn_fin_counter(reader);
+        let fin_streams = Arc::new(AtomicUsize::new(0));
+        let fins = spawn_fin_counter_with(reader, fin_streams.clone());
         let mut writer = within("writer", writer).await.unwrap();
         let all_refused = u64::from(FLOOD) - MAX_STREAMS as u64;
         within("refusals", async {
             while mux.stats().streams_refused < all_refused {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        // Every refusal reaches the peer before it ends the connection (the refusals counted
+        // above may still be queued: after the peer's end of input nothing more is written).
+        within("refusal FINs", async {
+            while (fin_streams.load(Ordering::SeqCst) as u64) < all_refused {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
