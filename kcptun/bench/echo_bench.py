@@ -1,7 +1,7 @@
 # Throughput (64 MiB echoed, written and read at once) and 1-byte request/reply latency
 # (1000 round trips, p50/p99) through a TCP tunnel entry; `echo PORT` runs the TCP echo
-# target. Used by run.sh.
-import socket, threading, time, sys
+# target. Used by run.sh and link.sh (which set ECHO_MIB and ECHO_ROUND_TRIPS lower).
+import os, socket, threading, time, sys
 def echo_server(port):
     s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('127.0.0.1',port)); s.listen(64)
     def h(c):
@@ -37,6 +37,8 @@ def latency(port, n=1000):
 if sys.argv[1]=='echo': echo_server(int(sys.argv[2]))
 else:
     port=int(sys.argv[2])
-    mb=throughput(port)
-    p50,p99=latency(port)
-    print(f"{sys.argv[3]}: 64 MiB echoed at {mb:.1f} MiB/s each way; 1-byte request/reply p50 {p50:.2f} ms p99 {p99:.2f} ms")
+    mib=int(os.environ.get("ECHO_MIB", "64"))
+    n=int(os.environ.get("ECHO_ROUND_TRIPS", "1000"))
+    mb=throughput(port, mib<<20)
+    p50,p99=latency(port, n)
+    print(f"{sys.argv[3]}: {mib} MiB echoed at {mb:.2f} MiB/s each way; 1-byte request/reply p50 {p50:.2f} ms p99 {p99:.2f} ms")
