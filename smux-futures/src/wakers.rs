@@ -345,11 +345,18 @@ impl Watchdog {
         // its cooperative budget): that wake is not the deadline, and acting on it would arm
         // again from inside this poll, without end. It is noted instead, and the sleep is
         // given up (a deputy stands in this time).
+        //
+        // The poll may also panic: tokio's does when its runtime is shutting down, and the
+        // shutdown fires every pending timer, the mux's among them, whose wake-up can land
+        // here. A runtime going away is no reason to abort the process: the sleep is given up
+        // the same way.
         let ready = ARMING.with(|arming| {
             arming.set(Some(false));
-            let ready = sleep.as_mut().poll(&mut Context::from_waker(&waker));
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sleep.as_mut().poll(&mut Context::from_waker(&waker))
+            }));
             let woken_inline = arming.take() == Some(true);
-            ready.is_ready() || woken_inline
+            polled.map_or(true, |ready| ready.is_ready()) || woken_inline
         });
         if ready {
             self.armed.store(false, SeqCst);
